@@ -1,0 +1,126 @@
+"""Train state, optimizer and jitted steps with explicit shardings and donated state."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding
+
+from r1jax import losses
+from r1jax.config import ModelConfig
+from r1jax.model import forward, init_params, param_axes
+from r1jax.sharding import logical_spec, replicated, tree_shardings
+
+__all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state", "state_shardings", "batch_shardings",
+           "lm_train_step", "compile_step"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup, then a constant or cosine schedule, and global-norm clipping."""
+
+    learning_rate: float = 3e-4
+    warmup_steps: int = 0
+    total_steps: int = 1000
+    schedule: str = "cosine"  # 'cosine' (to 10% of the peak) or 'constant'
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"OptimConfig.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # [] int32
+    params: Any
+    opt_state: Any
+
+
+def learning_rate_schedule(cfg: OptimConfig) -> optax.Schedule:
+    warmup = optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1))
+    decay_steps = max(cfg.total_steps - cfg.warmup_steps, 1)
+    if cfg.schedule == "cosine":
+        after = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps, alpha=0.1)
+    else:
+        after = optax.constant_schedule(cfg.learning_rate)
+    return optax.join_schedules([warmup, after], [cfg.warmup_steps]) if cfg.warmup_steps else after
+
+
+def _decay_mask(params):
+    """Weight decay on matrices only: not on norm scales or attention biases."""
+    def decays(path, _):
+        name = str(getattr(path[-1], "key", path[-1]))
+        return not (name.endswith("norm") or name in ("bq", "bk", "bv"))
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+    adamw = optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                        weight_decay=cfg.weight_decay, mask=_decay_mask)
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw) if cfg.grad_clip else adamw
+
+
+def init_state(model_cfg: ModelConfig, tx: optax.GradientTransformation, key: jax.Array,
+               params: Any = None) -> TrainState:
+    params = init_params(model_cfg, key) if params is None else params
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def state_shardings(mesh: Mesh, model_cfg: ModelConfig, tx: optax.GradientTransformation) -> TrainState:
+    """Shardings of the whole train state, derived from `jax.eval_shape` of its init.
+
+    Optimizer moments mirror their parameter's sharding (found with `optax.tree_map_params`,
+    so any optax chain works); scalars such as step counts are replicated.
+    """
+    abstract = jax.eval_shape(functools.partial(init_state, model_cfg, tx), jax.random.key(0))
+    params = tree_shardings(mesh, param_axes(model_cfg), abstract.params)
+    opt = optax.tree_map_params(tx, lambda _, s: s, abstract.opt_state, params,
+                                transform_non_params=lambda _: replicated(mesh))
+    return TrainState(step=replicated(mesh), params=params, opt_state=opt)
+
+
+def batch_shardings(mesh: Mesh, batch: dict) -> dict:
+    """Split every batch array over its leading (batch) axis; other axes replicated."""
+    return {k: NamedSharding(mesh, logical_spec(("batch",) + (None,) * (v.ndim - 1), v.shape, mesh))
+            for k, v in batch.items()}
+
+
+def lm_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig,
+                  tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
+    """One next-token-prediction step. batch: tokens [B, T] int, mask [B, T] (real tokens),
+    loss_mask [B, T] (tokens that are predicted, e.g. response only for SFT)."""
+
+    def loss_fn(params):
+        logits, _ = forward(model_cfg, params, batch["tokens"], mask=batch["mask"])
+        return losses.next_token_loss(logits, batch["tokens"], batch["loss_mask"])
+
+    (loss, n_tokens), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "tokens": n_tokens, "grad_norm": optax.tree.norm(grads)}
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def compile_step(step_fn: Callable, mesh: Mesh, state_sharding: TrainState, batch_sharding: dict) -> Callable:
+    """jit `step_fn(state, batch) -> (state, metrics)` with explicit shardings; the input
+    state is donated (its buffers are reused for the new state). Runs under the mesh so
+    activation annotations (`r1jax.sharding.constrain`) take effect."""
+    jitted = jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding),
+                     out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
+
+    def run(state, batch):
+        with jax.set_mesh(mesh):
+            return jitted(state, batch)
+
+    return run
