@@ -17,7 +17,7 @@ from r1jax.config import ModelConfig
 from r1jax.model import forward, init_params, param_axes
 from r1jax.sharding import logical_spec, replicated, tree_shardings
 
-__all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state", "state_shardings", "batch_shardings",
+__all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state", "state_shardings", "abstract_state", "batch_shardings",
            "lm_train_step", "compile_step"]
 
 
@@ -88,6 +88,13 @@ def state_shardings(mesh: Mesh, model_cfg: ModelConfig, tx: optax.GradientTransf
     opt = optax.tree_map_params(tx, lambda _, s: s, abstract.opt_state, params,
                                 transform_non_params=lambda _: replicated(mesh))
     return TrainState(step=replicated(mesh), params=params, opt_state=opt)
+
+
+def abstract_state(mesh: Mesh, model_cfg: ModelConfig, tx: optax.GradientTransformation) -> TrainState:
+    """The train state as ShapeDtypeStructs carrying their shardings: a restore target."""
+    abstract = jax.eval_shape(functools.partial(init_state, model_cfg, tx), jax.random.key(0))
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        abstract, state_shardings(mesh, model_cfg, tx))
 
 
 def batch_shardings(mesh: Mesh, batch: dict) -> dict:
