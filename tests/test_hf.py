@@ -24,7 +24,7 @@ def _hf_model(kind):
         cfg = transformers.LlamaConfig(**common, rope_theta=500000.0, rms_norm_eps=1e-5,
                                        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                      "high_freq_factor": 4.0,
-                                                     "original_max_position_embeddings": 32})
+                                                     "original_max_position_embeddings": 64})
         model = transformers.LlamaForCausalLM(cfg)
     else:
         cfg = transformers.Qwen2Config(**common, rope_theta=10000.0, tie_word_embeddings=(kind == "qwen2-tied"))
@@ -81,7 +81,7 @@ def test_save_hf_loads_in_transformers(tmp_path, arch, tie):
                                       "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
                                       "num_key_value_heads": 2}),
                    arch=arch, tie_embeddings=tie, qkv_bias=(arch == "qwen2"),
-                   rope_scaling=RopeScaling(original_max_position_embeddings=32) if arch == "llama" else None)
+                   rope_scaling=RopeScaling(original_max_position_embeddings=64) if arch == "llama" else None)
     params = init_params(cfg, jax.random.key(3), std=0.2)
     params["final_norm"] = params["final_norm"] + 0.3 * jax.random.normal(jax.random.key(4), (64,))
     for name in ("attn_norm", "mlp_norm", "bq", "bk", "bv"):  # init sets these to constants: randomise
