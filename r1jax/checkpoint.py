@@ -30,7 +30,8 @@ from r1jax.model import param_axes, param_shapes
 from r1jax.sharding import tree_shardings
 from r1jax.train import TrainState
 
-__all__ = ["Checkpointer", "Restored", "ConfigMismatchError", "restore_params", "abstract_params", "config_json"]
+__all__ = ["Checkpointer", "Restored", "ConfigMismatchError", "restore_params", "read_run_config", "abstract_params",
+           "config_json"]
 
 
 class ConfigMismatchError(ValueError):
@@ -171,6 +172,19 @@ class Checkpointer:
     def close(self) -> None:
         self._mngr.wait_until_finished()
         self._mngr.close()
+
+
+def read_run_config(directory: str | Path, step: int | None = None) -> Any:
+    """The run config stored with a checkpoint (JSON values), e.g. to rebuild its ModelConfig."""
+    directory = Path(directory).absolute()
+    mngr = _manager(directory, read_only=True)
+    try:
+        step = mngr.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{directory}: no complete checkpoint")
+        return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]["config"]
+    finally:
+        mngr.close()
 
 
 def restore_params(directory: str | Path, model_cfg: ModelConfig, mesh: Mesh | None = None,

@@ -1,0 +1,78 @@
+"""`r1jax <command>`: the stages and tools from the shell.
+
+Every command's flags are generated from its frozen config dataclass, so a flag and the
+config field it sets always have the same name (`--learning-rate` -> `learning_rate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    for f in dataclasses.fields(cls):
+        kind = type(f.default)
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            parser.add_argument(flag, type=kind, default=f.default, help=f"default: {f.default!r}")
+
+
+def _config_from_args(cls, args: argparse.Namespace):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def _convert(args) -> None:
+    import jax
+    from r1jax import checkpoint, hf, train
+    from r1jax.config import ModelConfig, from_dict
+
+    if args.direction == "hf-to-ckpt":
+        cfg, params = hf.load_hf(args.src, dtype=args.dtype)
+        ckpt = checkpoint.Checkpointer(args.dst, {"model": cfg})
+        ckpt.save(train.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, opt_state={}),
+                  force=True)
+        ckpt.close()
+        print(f"wrote {cfg.arch} model ({sum(x.size for x in jax.tree.leaves(params)):,} params) to {args.dst}")
+    else:
+        saved = checkpoint.read_run_config(args.src)
+        if "model" not in saved:
+            raise SystemExit(f"{args.src}: the saved run config has no 'model' entry")
+        cfg = from_dict(ModelConfig, saved["model"])
+        params = checkpoint.restore_params(args.src, cfg)
+        hf.save_hf(args.dst, cfg, params)
+        print(f"wrote Hugging Face {cfg.arch} checkpoint to {args.dst}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from r1jax.pipeline import PretrainConfig
+
+    parser = argparse.ArgumentParser(prog="r1jax", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="train the tokenizer and base model of the embedded CPU world")
+    _add_config_flags(p, PretrainConfig)
+
+    c = sub.add_parser("convert", help="Hugging Face safetensors <-> r1jax orbax checkpoint")
+    c.add_argument("direction", choices=["hf-to-ckpt", "ckpt-to-hf"])
+    c.add_argument("src", type=Path)
+    c.add_argument("dst", type=Path)
+    c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                   help="parameter dtype for hf-to-ckpt (default: the checkpoint's)")
+
+    args = parser.parse_args(argv)
+    if args.command == "pretrain":
+        from r1jax.pipeline import pretrain
+        summary = pretrain(_config_from_args(PretrainConfig, args))
+        print(json.dumps(summary, indent=2))
+    elif args.command == "convert":
+        _convert(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
