@@ -48,9 +48,11 @@ class Restored:
 
 def config_json(cfg: Any) -> Any:
     """A config (dataclass, dict of dataclasses, ...) as plain JSON values."""
-    if dataclasses.is_dataclass(cfg):
-        cfg = dataclasses.asdict(cfg)
-    return json.loads(json.dumps(cfg, default=str))
+    def plain(o):
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return dataclasses.asdict(o)
+        raise TypeError(f"cannot store {type(o).__name__} {o!r} in a checkpoint's run config")
+    return json.loads(json.dumps(cfg, default=plain))
 
 
 def _diff(saved: Any, current: Any, prefix: str = "") -> list[str]:
@@ -141,9 +143,10 @@ class Checkpointer:
         step = int(jax.device_get(state.step))
         meta = {"step": step, "config": self.run_config, "data_state": data_state,
                 "rng": None if rng is None else np.asarray(jax.random.key_data(rng)).tolist()}
-        return self._mngr.save(step, force=force, args=ocp.args.Composite(
-            params=ocp.args.StandardSave(state.params), opt_state=ocp.args.StandardSave(state.opt_state),
-            meta=ocp.args.JsonSave(meta)))
+        items = {"params": ocp.args.StandardSave(state.params), "meta": ocp.args.JsonSave(meta)}
+        if jax.tree.leaves(state.opt_state):  # a params-only checkpoint (e.g. an HF import) has none
+            items["opt_state"] = ocp.args.StandardSave(state.opt_state)
+        return self._mngr.save(step, force=force, args=ocp.args.Composite(**items))
 
     def restore(self, target: TrainState, step: int | None = None) -> Restored | None:
         """Restore `step` (default: the latest complete one) into `target`'s shapes and shardings.
@@ -155,6 +158,9 @@ class Checkpointer:
         if step is None:
             return None
         saved = self._mngr.item_metadata(step)
+        if saved.get("opt_state") is None:
+            raise ValueError(f"checkpoint {self.directory}/{step} holds parameters only (no optimizer state); "
+                             "load them with r1jax.checkpoint.restore_params and start a fresh optimizer")
         _check_shapes(saved["params"], target.params, "params", self.directory, step)
         _check_shapes(saved["opt_state"], target.opt_state, "opt_state", self.directory, step)
         out = self._mngr.restore(step, args=ocp.args.Composite(

@@ -39,6 +39,7 @@ class PretrainConfig:
     learning_rate: float = 3e-3
     warmup_steps: int = 30
     checkpoint_every: int = 100
+    log_every: int = 10  # steps between metrics.jsonl lines (each one waits for the device)
     n_examples: int = 20000
     seed: int = 0
     mesh: str = ""  # e.g. 'data=2,fsdp=2,tensor=2'; default: all devices on 'data'
@@ -109,10 +110,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
                 total=cfg.steps, initial=start_step, desc="pretrain", unit="step", dynamic_ncols=True) as bar:
             for step in range(start_step, cfg.steps):
                 state, metrics = step_fn(state, next(iterator))
-                if (step + 1) % 10 == 0 or step + 1 == cfg.steps:
+                if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
                     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    m.update(step=step + 1, tokens_per_s=m.pop("tokens") * 10 / max(time.time() - t0, 1e-9))
-                    t0 = time.time()
+                    # batches have a similar token count, so the last one stands for the interval
+                    elapsed, t0 = max(time.time() - t0, 1e-9), time.time()
+                    m.update(step=step + 1, tokens_per_s=m.pop("tokens") * cfg.log_every / elapsed)
                     log.write(json.dumps(m) + "\n")
                     bar.set_postfix(loss=f"{m['loss']:.3f}")
                 bar.update(1)
