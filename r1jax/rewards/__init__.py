@@ -1,0 +1,1 @@
+"""Rule-based rewards: math answers, format, language consistency, code execution. No jax imports."""
