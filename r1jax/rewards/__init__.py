@@ -1,1 +1,85 @@
-"""Rule-based rewards: math answers, format, language consistency, code execution. No jax imports."""
+"""Rule-based rewards and their per-stage combination. Plain Python: never imports jax.
+
+Each named reward maps (completions, examples) to one score per completion. A stage's
+`RewardConfig` names the rewards it sums and their weights; every named reward is returned
+separately as well so that it can be logged on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+
+from r1jax.rewards import format as fmt
+from r1jax.rewards import math as math_reward
+from r1jax.rewards.language import language_consistency
+from r1jax.rewards.reward_model import RewardModel, harmlessness, helpfulness
+from r1jax.tasks import Example
+from r1jax.tasks.generated import countdown_check, extract_countdown_expression
+
+__all__ = ["RewardConfig", "compute_rewards", "accuracy", "RULE_REWARDS"]
+
+
+def accuracy(completions: Sequence[str], examples: Sequence[Example], timeout: float = 0.5) -> np.ndarray:
+    """1/0 by the example's own checker: countdown by its expression rules, everything else
+    by math answer equivalence (extraction mode from `metadata['answer_mode']`, default auto)."""
+    out = np.zeros(len(completions), np.float32)
+    math_idx = []
+    for i, (c, ex) in enumerate(zip(completions, examples)):
+        if ex.metadata.get("family") == "countdown":
+            expr = extract_countdown_expression(c)
+            out[i] = float(expr is not None and countdown_check(expr, ex.metadata["numbers"], ex.metadata["target"]))
+        else:
+            math_idx.append(i)
+    by_mode: dict[str, list[int]] = {}
+    for i in math_idx:
+        by_mode.setdefault(examples[i].metadata.get("answer_mode", "auto"), []).append(i)
+    for mode, idx in by_mode.items():
+        ok = math_reward.grade_batch([completions[i] for i in idx], [examples[i].answer for i in idx], mode=mode,
+                                     timeout=timeout)
+        out[idx] = np.asarray(ok, np.float32)
+    return out
+
+
+RULE_REWARDS: dict[str, Callable[[Sequence[str], Sequence[Example]], np.ndarray]] = {
+    "accuracy": accuracy,
+    "format": lambda cs, exs: np.array([fmt.r1_zero_format(c) for c in cs], np.float32),
+    "format_r1": lambda cs, exs: np.array([fmt.r1_format(c) for c in cs], np.float32),
+    "language": lambda cs, exs: np.array([language_consistency(c, ex.metadata.get("language", "en"))
+                                          for c, ex in zip(cs, exs)], np.float32),
+}
+_MODEL_REWARDS = {"helpfulness": helpfulness, "harmlessness": harmlessness}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """Named rewards and weights; the total is their weighted sum. The R1-Zero default is the
+    paper's: accuracy + format with the same weight. R1's reasoning RL adds ('language', 1.0)."""
+
+    weights: tuple[tuple[str, float], ...] = (("accuracy", 1.0), ("format", 1.0))
+
+    def __post_init__(self):
+        valid = set(RULE_REWARDS) | set(_MODEL_REWARDS)
+        unknown = [name for name, _ in self.weights if name not in valid]
+        if unknown:
+            raise ValueError(f"RewardConfig.weights: unknown reward(s) {unknown}; valid: {sorted(valid)}")
+
+
+def compute_rewards(completions: Sequence[str], examples: Sequence[Example], cfg: RewardConfig,
+                    reward_models: dict[str, RewardModel] | None = None) -> dict[str, np.ndarray]:
+    """{name: scores [N]} for every configured reward, plus 'total' (the weighted sum)."""
+    if len(completions) != len(examples):
+        raise ValueError(f"{len(completions)} completions but {len(examples)} examples")
+    out = {}
+    for name, _ in cfg.weights:
+        if name in RULE_REWARDS:
+            out[name] = RULE_REWARDS[name](completions, examples)
+        else:
+            rm = (reward_models or {}).get(name)
+            if rm is None:
+                raise ValueError(f"reward {name!r} needs a reward model: pass reward_models={{{name!r}: model}}")
+            out[name] = _MODEL_REWARDS[name](rm, [ex.prompt for ex in examples], completions)
+    out["total"] = sum(w * out[name] for name, w in cfg.weights).astype(np.float32)
+    return out

@@ -1,0 +1,99 @@
+"""Format, language consistency, reward-model routing and the per-stage combination."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from r1jax.rewards import RewardConfig, compute_rewards, format as F
+from r1jax.rewards.language import count_words, language_consistency
+from r1jax.rewards.reward_model import harmlessness, helpfulness
+from r1jax.tasks import Example, generate
+
+
+@pytest.mark.parametrize("completion,want", [
+    ("<think>2+3=5</think> <answer>5</answer>", 1.0),
+    (" <think>\nsteps\n</think>\n<answer> 5 </answer>\n", 1.0),
+    ("<think>a</think><answer>5</answer> trailing text", 0.0),
+    ("<answer>5</answer><think>a</think>", 0.0),
+    ("<think>a</think><think>b</think><answer>5</answer>", 0.0),
+    ("<think>a</think><answer>5</answer></answer>", 0.0),
+    ("<think> </think><answer>5</answer>", 0.0),
+    ("<think>a</think><answer></answer>", 0.0),
+    ("preamble <think>a</think><answer>5</answer>", 0.0),
+    ("5", 0.0),
+])
+def test_r1_zero_format(completion, want):
+    assert F.r1_zero_format(completion) == want
+
+
+@pytest.mark.parametrize("completion,want", [
+    ("|special_token|step 1, step 2|special_token|The answer is 5.", 1.0),
+    ("<think>step 1</think>\n\nThe answer is 5.", 1.0),
+    ("step 1</think>\n\nThe answer is 5.", 1.0),  # the chat template opened <think>
+    ("step 1</think>", 0.0),
+    ("no reasoning at all", 0.0),
+    ("a</think>b</think>c", 0.0),
+    ("x|special_token|a|special_token|b", 0.0),
+])
+def test_r1_format(completion, want):
+    assert F.r1_format(completion) == want
+
+
+def test_language_consistency_counts_words_per_script():
+    assert count_words("小明有 3 个苹果 and two pears") == {"latin": 3, "cjk": 6}
+    mixed = "<think>小明有 3 个苹果 and two pears</think><answer>8</answer>"
+    assert language_consistency(mixed, "zh") == pytest.approx(6 / 9)
+    assert language_consistency(mixed, "en") == pytest.approx(3 / 9)
+    assert language_consistency("<think>First add 12 and 30.</think><answer>42</answer>", "en") == 1.0
+    assert language_consistency("<think>12 + 30 = 42</think>", "en") == 0.0  # no words in the CoT
+    assert language_consistency("reasoning 先加</think> 所以答案是 42", "zh") == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="unknown target"):
+        language_consistency("x", "fr")
+
+
+class RecordingRM:
+    def __init__(self):
+        self.seen = []
+
+    def score(self, prompts, responses):
+        self.seen.append(list(responses))
+        return np.array([len(r) for r in responses], np.float32)
+
+
+def test_helpfulness_sees_only_the_summary_harmlessness_everything():
+    rm = RecordingRM()
+    outs = ["<think>long private reasoning</think>Short answer.", "no reasoning here"]
+    np.testing.assert_array_equal(helpfulness(rm, ["p", "q"], outs), [13, 17])
+    assert rm.seen[-1] == ["Short answer.", "no reasoning here"]
+    np.testing.assert_array_equal(harmlessness(rm, ["p", "q"], outs), [len(outs[0]), len(outs[1])])
+    assert rm.seen[-1] == outs
+
+
+def test_compute_rewards_weights_and_reports_each():
+    exs = generate("countdown", 1, 0) + generate("bilingual", 1, 0, language="zh") + [
+        Example("m", "What is 1/2 + 1/4?", r"\frac{3}{4}", {})]
+    cs = [f"<think>try</think> <answer>{exs[0].answer}</answer>",
+          f"<think>小明 has apples</think><answer>{exs[1].answer}</answer>",
+          "The answer is 0.75"]
+    cfg = RewardConfig(weights=(("accuracy", 1.0), ("format", 1.0), ("language", 0.5)))
+    out = compute_rewards(cs, exs, cfg)
+    np.testing.assert_array_equal(out["accuracy"], [1, 1, 1])
+    np.testing.assert_array_equal(out["format"], [1, 1, 0])
+    np.testing.assert_allclose(out["language"], [1.0, 2 / 4, 1.0])
+    np.testing.assert_allclose(out["total"], [2.5, 2.25, 1.5])
+    wrong = compute_rewards(["<think>x</think><answer>(3 + 3) * 2</answer>"], exs[:1], cfg)
+    assert wrong["accuracy"][0] == 0.0
+    with pytest.raises(ValueError, match="unknown reward"):
+        RewardConfig(weights=(("acuracy", 1.0),))
+    with pytest.raises(ValueError, match="needs a reward model"):
+        compute_rewards(cs, exs, RewardConfig(weights=(("helpfulness", 1.0),)))
+    out = compute_rewards(cs, exs, RewardConfig(weights=(("helpfulness", 0.5),)),
+                          reward_models={"helpfulness": RecordingRM()})
+    np.testing.assert_allclose(out["total"], 0.5 * out["helpfulness"])
+
+
+def test_rewards_never_import_jax():
+    code = "import sys, r1jax.rewards, r1jax.rewards.workers; assert 'jax' not in sys.modules, 'jax imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
