@@ -137,6 +137,7 @@ _UNIT_WORDS = (r"(?:units?|sq\.?|square|cubic|cm|m|km|mm|in|inch(?:es)?|feet|foo
                r"points?|ways?|times?|percent)")
 
 _REPLACEMENTS = [
+    ("^{\\circ}", ""), ("^\\circ", ""), ("^{\\prime}", "'"),
     ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\cfrac", "\\frac"), ("\\left", ""), ("\\right", ""),
     ("\\bigl", ""), ("\\bigr", ""), ("\\Bigl", ""), ("\\Bigr", ""), ("\\big", ""), ("\\Big", ""),
     ("\\displaystyle", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\:", ""), ("\\quad", " "),
@@ -719,7 +720,7 @@ def _answers_match_local(gold: str, pred: str) -> bool:
     if _match_norm(g, p):
         return True
     # a gold answer that is itself a sentence: "The answer is 12 apples." / "She has $5 left"
-    if not _parses(g):
+    if _is_sentence(g):
         for cand in extract_answer(gold, "auto"):
             gc = normalize(cand)
             if gc and gc != g and _match_norm(gc, p):
@@ -727,12 +728,9 @@ def _answers_match_local(gold: str, pred: str) -> bool:
     return False
 
 
-def _parses(s: str) -> bool:
-    try:
-        parse_expr(s)
-        return True
-    except (ParseError, ValueError, RecursionError, ZeroDivisionError):
-        return False
+def _is_sentence(s: str) -> bool:
+    """Two or more words of 3+ letters outside LaTeX commands: prose, not a formula."""
+    return len(re.findall(r"\b[a-zA-Z]{3,}\b", re.sub(r"\\[a-zA-Z]+", " ", s))) >= 2
 
 
 def _grade_local(completion: str, gold: str, mode: str = "auto") -> bool:
