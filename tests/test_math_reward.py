@@ -52,6 +52,11 @@ GRADE = [  # (gold, completion, correct?)
     ("-4", "Hence x = -4.", True),
     ("10", r"The sum is \boxed{\dfrac{20}{2}}", True),
     ("7", "I think it's 6 or 7. The answer is 6.", False),
+    ("1, 2, 3", "The solutions are 1, 2, and 3.", True), ("2, 3", "So x = 2 or x = 3.", True),
+    ("2", "The answer is two.", True), ("7", "**Answer:** 7", True), ("42", "#### 42", True),
+    ("1234.5", "She pays $1,234.50 in total.", True), (r"\{1,2\}", "The set is {1, 2}", True),
+    ("[2,5]", r"$x \in [2, 5]$", True), ("5", "The answer is not 5, it's 6", False), ("3", "So x equals 3", True),
+    ("10", "Each box holds 5, so 2 boxes hold 10 items.", True), ("90", r"The angle is $90^\circ$.", True),
 ]
 
 

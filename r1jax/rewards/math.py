@@ -121,6 +121,14 @@ def extract_answer(completion: str, mode: str = "auto") -> list[str]:
             spans = [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(lines[-1])]
             if spans:
                 return [spans[-1]] + _last_number(lines[-1])
+            # "... the solutions are 1, 2, and 3." / "so x equals 5"
+            last = re.split(r"(?<=[^0-9])\.\s+", lines[-1].strip())[-1]
+            verb = list(re.finditer(r"\b(?:is|are|equals|was|were|be|gives|get)\s+(.+?)\.?$", last))
+            if verb:
+                return [verb[-1].group(1)] + _last_number(last)
+            eq = re.fullmatch(r"(?:so|thus|therefore|hence|then)?,?\s*([^=]*=.*?)\.?", last, re.I)
+            if eq:  # "So x = 2 or x = 3."
+                return [eq.group(1)] + _last_number(last)
     return _last_number(text)
 
 
@@ -161,6 +169,11 @@ def _strip_text_macros(s: str) -> str:
     return s
 
 
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+
+
 def normalize(ans: str) -> str:
     """Canonical surface form of an answer string (no parsing)."""
     s = ans.strip()
@@ -177,6 +190,9 @@ def normalize(ans: str) -> str:
     # trailing unit words: "12 apples", "5 cm^2", "30 degrees"
     s = re.sub(r"(?<=[0-9}%])\s*(?:" + _UNIT_WORDS + r")(?:\^\{?[0-9]\}?)?(?:\s+(?:[a-z]+))*\s*$", "", s, flags=re.I)
     s = re.sub(r"\s+", " ", s).strip()
+    s = _NUMBER_WORDS.get(s.lower(), s)
+    # "1, 2, and 3", "x = 2 or x = 3": a list of answers
+    s = re.sub(r"(?<=[0-9}a-zA-Z)\]])\s*,?\s+(?:and|or)\s+(?=[-0-9\\a-zA-Z(\[])", ", ", s)
     # a thousands-separated number "7,425,000" (the whole answer, so lists like "1,2" survive)
     if re.fullmatch(r"-?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?%?", s):
         s = s.replace(",", "")
@@ -591,7 +607,7 @@ def _balanced(s: str) -> bool:
 
 
 _MATRIX = re.compile(r"\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}", re.S)
-_EQ_LHS = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?(?:\([a-zA-Z]\))?\s*=\s*(?!.*=)|^\\[a-zA-Z]+\s*=\s*(?!.*=)")
+_EQ_LHS = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?(?:\([a-zA-Z]\))?\s*(?:=|\\in)\s*(?!.*=)|^\\[a-zA-Z]+\s*=\s*(?!.*=)")
 _INEQ = re.compile(r"^([a-zA-Z])\s*(<|>|\\leq|\\geq|<=|>=)\s*(.+)$")
 
 
@@ -650,12 +666,10 @@ def _match_norm(g: str, p: str, depth: int = 0) -> bool:
             (_match_norm(gs[0], ps[0], depth + 1) and _match_norm(gs[1], ps[1], depth + 1))
             or (_match_norm(gs[0], ps[1], depth + 1) and _match_norm(gs[1], ps[0], depth + 1)))
     # sets: \{a, b\}
-    sg = re.fullmatch(r"\\\{(.*)\\\}", g)
-    sp = re.fullmatch(r"\\\{(.*)\\\}", p)
-    if sg or sp:
-        ig = _split_top(sg.group(1) if sg else g, [","])
-        ip = _split_top(sp.group(1) if sp else p, [","])
-        return _unordered(ig, ip, depth)
+    sg, sp = _set_items(g), _set_items(p)
+    if sg is not None or sp is not None:
+        return _unordered(sg if sg is not None else _split_top(g, [","]),
+                          sp if sp is not None else _split_top(p, [","]), depth)
     # tuples and intervals: brackets must agree
     tg, tp = _bracketed(g), _bracketed(p)
     if tg or tp:
@@ -669,6 +683,17 @@ def _match_norm(g: str, p: str, depth: int = 0) -> bool:
     if len(lg) > 1 or len(lp) > 1:
         return len(lg) == len(lp) and _unordered(lg, lp, depth)
     return _expr_match(g, p)
+
+
+def _set_items(s: str) -> list[str] | None:
+    """Items of '\\{a, b\\}' or '{a, b}' (a plain brace group with a top-level comma)."""
+    m = re.fullmatch(r"\\\{(.*)\\\}", s)
+    if m:
+        return _split_top(m.group(1), [","])
+    if len(s) >= 2 and s[0] == "{" and s[-1] == "}" and _balanced(s[1:-1]):
+        items = _split_top(s[1:-1], [","])
+        return items if len(items) > 1 else None
+    return None
 
 
 def _bracketed(s: str):
