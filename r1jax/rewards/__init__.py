@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from r1jax.rewards import format as fmt
+from r1jax.rewards.code import CodeProblem, code_rewards
 from r1jax.rewards import math as math_reward
 from r1jax.rewards.language import language_consistency
 from r1jax.rewards.reward_model import RewardModel, harmlessness, helpfulness
@@ -23,16 +24,23 @@ __all__ = ["RewardConfig", "compute_rewards", "accuracy", "RULE_REWARDS"]
 
 
 def accuracy(completions: Sequence[str], examples: Sequence[Example], timeout: float = 0.5) -> np.ndarray:
-    """1/0 by the example's own checker: countdown by its expression rules, everything else
-    by math answer equivalence (extraction mode from `metadata['answer_mode']`, default auto)."""
+    """1/0 by the example's own checker: countdown by its expression rules, code by running its
+    tests in the sandbox, everything else by math answer equivalence (extraction mode from
+    `metadata['answer_mode']`, default auto)."""
     out = np.zeros(len(completions), np.float32)
-    math_idx = []
+    math_idx, code_idx = [], []
     for i, (c, ex) in enumerate(zip(completions, examples)):
-        if ex.metadata.get("family") == "countdown":
+        if ex.metadata.get("family") == "code":
+            code_idx.append(i)
+        elif ex.metadata.get("family") == "countdown":
             expr = extract_countdown_expression(c)
             out[i] = float(expr is not None and countdown_check(expr, ex.metadata["numbers"], ex.metadata["target"]))
         else:
             math_idx.append(i)
+    if code_idx:
+        problems = [CodeProblem(id=examples[i].id, prompt=examples[i].prompt, tests=examples[i].metadata["tests"],
+                                entry_point=examples[i].metadata["entry_point"]) for i in code_idx]
+        out[code_idx] = code_rewards([completions[i] for i in code_idx], problems)
     by_mode: dict[str, list[int]] = {}
     for i in math_idx:
         by_mode.setdefault(examples[i].metadata.get("answer_mode", "auto"), []).append(i)
