@@ -14,6 +14,7 @@ one mesh loads onto any other.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -180,30 +181,30 @@ class Checkpointer:
         self._mngr.close()
 
 
-def read_run_config(directory: str | Path, step: int | None = None) -> Any:
-    """The run config stored with a checkpoint (JSON values), e.g. to rebuild its ModelConfig."""
+@contextlib.contextmanager
+def _read_only(directory: str | Path, step: int | None):
+    """(manager, step) for reading `step` (default: the latest complete one) of `directory`."""
     directory = Path(directory).absolute()
     mngr = _manager(directory, read_only=True)
     try:
         step = mngr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{directory}: no complete checkpoint")
-        return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]["config"]
+        yield mngr, step
     finally:
         mngr.close()
+
+
+def read_run_config(directory: str | Path, step: int | None = None) -> Any:
+    """The run config stored with a checkpoint (JSON values), e.g. to rebuild its ModelConfig."""
+    with _read_only(directory, step) as (mngr, step):
+        return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]["config"]
 
 
 def restore_params(directory: str | Path, model_cfg: ModelConfig, mesh: Mesh | None = None,
                    step: int | None = None) -> dict:
     """Parameters only, e.g. the previous stage's policy or a teacher. Any mesh."""
-    directory = Path(directory).absolute()
-    mngr = _manager(directory, read_only=True)
-    try:
-        step = mngr.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{directory}: no complete checkpoint to restore")
+    with _read_only(directory, step) as (mngr, step):
         target = abstract_params(model_cfg, mesh)
-        _check_shapes(mngr.item_metadata(step)["params"], target, "params", directory, step)
+        _check_shapes(mngr.item_metadata(step)["params"], target, "params", Path(directory).absolute(), step)
         return mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))["params"]
-    finally:
-        mngr.close()
