@@ -1,0 +1,125 @@
+"""GRPO advantages and loss against hand-computed values and a loop-by-loop numpy reference."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from r1jax import losses
+
+
+def test_token_logprobs_and_next_token_loss():
+    logits = np.random.default_rng(0).normal(size=(2, 4, 7)).astype(np.float32)
+    tokens = np.array([[1, 2, 3, 4], [5, 6, 0, 0]])
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], np.float32)
+    lp = np.asarray(losses.token_logprobs(logits, tokens))
+    ref = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(lp, np.take_along_axis(ref, tokens[..., None], -1)[..., 0], atol=1e-5)
+    loss, n = losses.next_token_loss(logits, tokens, mask)
+    picked = [ref[0, 0, 2], ref[0, 1, 3], ref[0, 2, 4], ref[1, 0, 6]]
+    assert float(n) == 4 and float(loss) == pytest.approx(-np.mean(picked), abs=1e-5)
+
+
+def test_group_advantages_by_hand():
+    r = jnp.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # 2 groups of 4; the second has no variance
+    a = np.asarray(losses.group_advantages(r, 4))
+    np.testing.assert_allclose(a[:4], [1, -1, -1, 1], atol=1e-5)  # mean 0.5, std 0.5
+    np.testing.assert_array_equal(a[4:], 0.0)
+    a = np.asarray(losses.group_advantages(r, 4, scale="none"))
+    np.testing.assert_allclose(a, [0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0])
+    a = np.asarray(losses.group_advantages(r, 4, scale="batch"))
+    np.testing.assert_allclose(a, np.array([0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0]) / np.std(np.asarray(r)), rtol=1e-5)
+    with pytest.raises(ValueError, match="groups of 3"):
+        losses.group_advantages(r, 3)
+
+
+def _reference(logp, old, ref, adv, mask, eps_low, eps_high, beta, est, agg, max_len):
+    """The GRPO objective written out token by token with Python floats."""
+    N, T = logp.shape
+    per = np.zeros((N, T))
+    for i in range(N):
+        for t in range(T):
+            r = math.exp(logp[i, t] - old[i, t])
+            obj = min(r * adv[i], min(max(r, 1 - eps_low), 1 + eps_high) * adv[i])
+            d = ref[i, t] - logp[i, t]
+            kl = {"k1": -d, "k2": d * d / 2, "k3": math.exp(d) - d - 1}[est]
+            per[i, t] = -(obj - beta * kl)
+    if agg == "token-mean":
+        return (per * mask).sum() / mask.sum()
+    if agg == "seq-mean-token-mean":
+        return np.mean([(per[i] * mask[i]).sum() / mask[i].sum() for i in range(N)])
+    return np.mean([(per[i] * mask[i]).sum() / max_len for i in range(N)])
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize("est", ["k1", "k2", "k3"])
+def test_grpo_loss_matches_reference(agg, est):
+    rng = np.random.default_rng(1)
+    N, T = 6, 5
+    old = rng.normal(-2, 0.5, (N, T))
+    logp = old + rng.normal(0, 0.4, (N, T))  # ratios well away from 1, on both sides of the clip
+    ref = logp + rng.normal(0, 0.3, (N, T))
+    adv = np.array([1.5, -1.0, 0.3, -2.0, 0.0, 0.7])  # negative advantages with ratio != 1 included
+    mask = (rng.random((N, T)) > 0.3).astype(np.float64)
+    mask[:, 0] = 1
+    kw = dict(eps_low=0.2, eps_high=0.28, beta=0.04)
+    want = _reference(logp, old, ref, adv, mask, kw["eps_low"], kw["eps_high"], kw["beta"], est, agg, 8)
+    got, m = losses.grpo_loss(*(jnp.asarray(x, jnp.float32) for x in (logp, old, ref, adv, mask)),
+                              kl_estimator=est, agg=agg, max_len=8, **kw)
+    assert float(got) == pytest.approx(want, abs=1e-5)
+    ratio = np.exp(logp - old)
+    sel = mask > 0
+    assert float(m["ratio_min"]) == pytest.approx(ratio[sel].min(), rel=1e-5)
+    assert float(m["ratio_max"]) == pytest.approx(ratio[sel].max(), rel=1e-5)
+    low = ((ratio < 0.8) & (adv[:, None] < 0) & sel).sum() / sel.sum()
+    high = ((ratio > 1.28) & (adv[:, None] > 0) & sel).sum() / sel.sum()
+    assert float(m["clip_frac_low"]) == pytest.approx(low) and float(m["clip_frac_high"]) == pytest.approx(high)
+    assert low > 0 and high > 0  # the test really exercises both clips
+
+
+def test_negative_advantage_takes_the_pessimistic_side():
+    """A < 0, ratio 1.5 > 1 + eps: min(1.5 * -1, 1.2 * -1) = -1.5, so the loss is 1.5 (unclipped),
+    and the gradient still pushes the ratio down. A trainer that clips here gets 1.2 and no gradient."""
+    old = jnp.zeros((1, 1))
+    logp = jnp.log(jnp.full((1, 1), 1.5))
+    loss, _ = losses.grpo_loss(logp, old, None, jnp.array([-1.0]), jnp.ones((1, 1)), beta=0.0)
+    assert float(loss) == pytest.approx(1.5, rel=1e-6)
+    g = jax.grad(lambda lp: losses.grpo_loss(lp, old, None, jnp.array([-1.0]), jnp.ones((1, 1)), beta=0.0)[0])(logp)
+    assert float(g[0, 0]) == pytest.approx(1.5, rel=1e-5)  # d(ratio * 1)/d logp = ratio
+    # A > 0 with the ratio above the clip: the clipped side wins and the gradient is zero
+    g = jax.grad(lambda lp: losses.grpo_loss(lp, old, None, jnp.array([1.0]), jnp.ones((1, 1)), beta=0.0)[0])(logp)
+    assert float(g[0, 0]) == 0.0
+
+
+def test_k3_gradient_pulls_towards_the_reference_and_k1_does_not_on_average():
+    rng = np.random.default_rng(2)
+    logits = jnp.asarray(rng.normal(size=8), jnp.float32)
+    ref_logits = jnp.asarray(rng.normal(size=8), jnp.float32)
+    p = jax.nn.softmax(logits)
+
+    def expected_kl_grad(est):  # E_{x~pi}[grad of the estimator], computed exactly over the support
+        def f(lg):
+            logp = jax.nn.log_softmax(lg)
+            kl = losses.kl_penalty(logp, jax.nn.log_softmax(ref_logits), est)
+            return (jax.lax.stop_gradient(p) * kl).sum()
+        return jax.grad(f)(logits)
+
+    true_kl_grad = jax.grad(lambda lg: (jax.nn.softmax(lg) * (jax.nn.log_softmax(lg)
+                                                              - jax.nn.log_softmax(ref_logits))).sum())(logits)
+    k1 = expected_kl_grad("k1")
+    np.testing.assert_allclose(k1, 0.0, atol=1e-6)  # the trap: k1 in the loss has zero expected gradient
+    k3 = expected_kl_grad("k3")
+    assert float(jnp.dot(k3, true_kl_grad)) > 0  # k3 descends the true KL
+
+
+def test_zero_variance_group_no_nan_and_beta_zero_needs_no_reference():
+    adv = losses.group_advantages(jnp.ones(4), 4)
+    loss, m = losses.grpo_loss(jnp.zeros((4, 3)), jnp.zeros((4, 3)), None, adv, jnp.ones((4, 3)), beta=0.0)
+    assert float(loss) == 0.0 and np.isfinite(float(m["ratio_mean"])) and "kl" not in m
+    with pytest.raises(ValueError, match="needs ref_logp"):
+        losses.grpo_loss(jnp.zeros((4, 3)), jnp.zeros((4, 3)), None, adv, jnp.ones((4, 3)), beta=0.1)
+    huge, _ = losses.grpo_loss(jnp.full((1, 1), 80.0), jnp.zeros((1, 1)), jnp.zeros((1, 1)), jnp.ones(1),
+                               jnp.ones((1, 1)), eps_high=1e9, beta=0.1)
+    assert np.isfinite(float(huge))  # the clamped log-ratio cannot overflow exp
