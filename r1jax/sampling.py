@@ -1,0 +1,148 @@
+"""Jitted sampling: prefill a left-padded batch into the KV cache, then decode one token at a
+time in a `lax.while_loop` that stops as soon as every sequence has finished.
+
+Stored log-probs: for each sampled token, log softmax(logits / temperature) at that token,
+i.e. the temperature-scaled distribution *before* top-k / top-p truncation. GRPO's
+importance ratio pi_theta / pi_old must compare the same distribution family on both sides:
+the trainer recomputes log softmax(logits / temperature) for pi_theta, and truncation is a
+sampling device, not part of the policy; taking old log-probs from the truncated (renormalised)
+distribution would bias every ratio by the nucleus mass. Greedy decoding stores temperature-1
+log-probs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from r1jax.config import ModelConfig
+from r1jax.model import Cache, forward, init_cache, param_axes, param_shapes
+from r1jax.sharding import logical_spec, tree_shardings
+
+__all__ = ["SamplingConfig", "Samples", "sample_token", "generate", "make_sampler"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    max_new_tokens: int = 256
+    temperature: float = 1.0  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables
+    stop_tokens: tuple[int, ...] = ()
+    pad_id: int = 0
+
+    def __post_init__(self):
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.max_new_tokens <= 0:
+            raise ValueError(f"invalid SamplingConfig {self}: need temperature >= 0, 0 < top_p <= 1, top_k >= 0, "
+                             "max_new_tokens > 0")
+
+
+@flax.struct.dataclass
+class Samples:
+    tokens: jax.Array  # [B, N] int32 completion tokens (pad_id after the end)
+    logprobs: jax.Array  # [B, N] float32 log-prob of each token (0 after the end)
+    lengths: jax.Array  # [B] int32 tokens generated, the stop token included
+    truncated: jax.Array  # [B] bool: hit max_new_tokens without a stop token
+
+
+@flax.struct.dataclass
+class _Loop:
+    step: jax.Array  # []
+    cache: Cache
+    logits: jax.Array  # [B, V] next-token logits
+    positions: jax.Array  # [B] RoPE position of the next token
+    tokens: jax.Array  # [B, N]
+    logprobs: jax.Array  # [B, N]
+    done: jax.Array  # [B]
+    lengths: jax.Array  # [B]
+    key: jax.Array
+
+
+def sample_token(key: jax.Array, logits: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, jax.Array]:
+    """(token [B], log-prob [B] under the temperature-scaled, untruncated distribution)."""
+    logits = logits.astype(jnp.float32)
+    if cfg.temperature == 0:
+        token = jnp.argmax(logits, axis=-1)
+        return token, jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], -1)[:, 0]
+    scaled = logits / cfg.temperature
+    logp = jax.nn.log_softmax(scaled)
+    filtered = scaled
+    if cfg.top_k:
+        kth = jax.lax.top_k(scaled, cfg.top_k)[0][:, -1:]
+        filtered = jnp.where(scaled < kth, -jnp.inf, filtered)
+    if cfg.top_p < 1.0:
+        order = jnp.argsort(-filtered, axis=-1)
+        probs = jax.nn.softmax(jnp.take_along_axis(filtered, order, -1))
+        # keep the smallest prefix whose mass reaches top_p: a token stays if the mass before it is < top_p
+        keep_sorted = (jnp.cumsum(probs, -1) - probs) < cfg.top_p
+        keep = jnp.zeros_like(keep_sorted).at[jnp.arange(order.shape[0])[:, None], order].set(keep_sorted)
+        filtered = jnp.where(keep, filtered, -jnp.inf)
+    token = jax.random.categorical(key, filtered, axis=-1)
+    return token, jnp.take_along_axis(logp, token[:, None], -1)[:, 0]
+
+
+def generate(model_cfg: ModelConfig, cfg: SamplingConfig, params: dict, prompts: jax.Array,
+             prompt_mask: jax.Array, key: jax.Array) -> Samples:
+    """Sample completions for left-padded prompts [B, P] (mask [B, P]); jit with static configs."""
+    B, P = prompts.shape
+    N = cfg.max_new_tokens
+    positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
+    cache = init_cache(model_cfg, B, P + N)
+    logits, cache = forward(model_cfg, params, prompts, positions, cache, mask=prompt_mask)
+    stops = jnp.asarray(cfg.stop_tokens or (-1,), jnp.int32)
+
+    def body(s: _Loop) -> _Loop:
+        key, sub = jax.random.split(s.key)
+        token, logp = sample_token(sub, s.logits, cfg)
+        token = jnp.where(s.done, cfg.pad_id, token).astype(jnp.int32)
+        logp = jnp.where(s.done, 0.0, logp)
+        lengths = s.lengths + (~s.done).astype(jnp.int32)
+        done = s.done | jnp.isin(token, stops)
+        tokens = s.tokens.at[:, s.step].set(token)
+        logprobs = s.logprobs.at[:, s.step].set(logp)
+        # finished rows are fed padding that nothing attends to
+        step_logits, cache = forward(model_cfg, params, token[:, None], s.positions[:, None], s.cache,
+                                     mask=~s.done[:, None])
+        return _Loop(step=s.step + 1, cache=cache, logits=step_logits[:, -1], positions=s.positions + 1,
+                     tokens=tokens, logprobs=logprobs, done=done, lengths=lengths, key=key)
+
+    init = _Loop(step=jnp.zeros((), jnp.int32), cache=cache, logits=logits[:, -1], positions=positions[:, -1] + 1,
+                 tokens=jnp.full((B, N), cfg.pad_id, jnp.int32), logprobs=jnp.zeros((B, N), jnp.float32),
+                 done=jnp.zeros((B,), bool), lengths=jnp.zeros((B,), jnp.int32), key=key)
+    out = jax.lax.while_loop(lambda s: (s.step < N) & ~jnp.all(s.done), body, init)
+    truncated = ~out.done if cfg.stop_tokens else jnp.ones((B,), bool)
+    return Samples(tokens=out.tokens, logprobs=out.logprobs, lengths=out.lengths, truncated=truncated)
+
+
+def make_sampler(model_cfg: ModelConfig, cfg: SamplingConfig, mesh: Mesh | None = None,
+                 group_size: int = 1) -> Callable:
+    """A jitted `sampler(params, prompts, prompt_mask, key) -> Samples` that draws `group_size`
+    completions per prompt (rows [q * G, (q + 1) * G) belong to prompt q). With a mesh, the
+    batch is split over ('data', 'fsdp') and the parameters keep the model's sharding."""
+
+    def run(params, prompts, prompt_mask, key):
+        prompts = jnp.repeat(prompts, group_size, axis=0)
+        prompt_mask = jnp.repeat(prompt_mask, group_size, axis=0)
+        return generate(model_cfg, cfg, params, prompts, prompt_mask, key)
+
+    if mesh is None:
+        return jax.jit(run)
+    params_sh = tree_shardings(mesh, param_axes(model_cfg), param_shapes(model_cfg))
+
+    @functools.lru_cache(maxsize=8)
+    def compiled(batch: int, length: int):
+        batch_sh = jax.sharding.NamedSharding(mesh, logical_spec(("batch", None), (batch, length), mesh))
+        return jax.jit(run, in_shardings=(params_sh, batch_sh, batch_sh, None))
+
+    def sampler(params, prompts, prompt_mask, key):
+        with jax.set_mesh(mesh):
+            return compiled(*np.shape(prompts))(params, prompts, prompt_mask, key)
+
+    return sampler

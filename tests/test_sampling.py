@@ -1,0 +1,109 @@
+"""The sampler: log-probs equal a teacher-forced pass, greedy equals a cache-free loop, top-p
+stays in the nucleus, groups differ, padding changes nothing, a mesh changes nothing."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from r1jax import sampling, sharding
+from r1jax.config import MeshConfig
+from r1jax.model import forward, init_params, param_axes
+
+N_NEW = 8
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_cfg):
+    params = init_params(tiny_cfg, jax.random.key(0), std=0.3)  # peaked enough that greedy is stable
+    rng = np.random.default_rng(0)
+    prompts = rng.integers(4, tiny_cfg.vocab_size, (3, 6)).astype(np.int32)
+    mask = np.ones((3, 6), bool)
+    mask[1, :2] = False
+    mask[2, :4] = False
+    prompts[~mask] = 0
+    return tiny_cfg, params, prompts, mask
+
+
+def _teacher_forced_logp(cfg, params, prompts, mask, samples, temperature):
+    """log softmax(logits / T) of the sampled tokens, from one forward pass over prompt + completion."""
+    full = np.concatenate([prompts, np.asarray(samples.tokens)], 1)
+    fmask = np.concatenate([mask, np.ones_like(samples.tokens, bool)], 1)
+    pos = np.maximum(np.cumsum(fmask, 1) - 1, 0)
+    logits, _ = forward(cfg, params, full, positions=pos, mask=fmask)
+    logp = jax.nn.log_softmax(np.asarray(logits) / temperature)
+    P = prompts.shape[1]
+    return np.take_along_axis(np.asarray(logp)[:, P - 1:-1], np.asarray(samples.tokens)[..., None], -1)[..., 0]
+
+
+@pytest.mark.parametrize("temperature,top_p,top_k", [(1.0, 1.0, 0), (0.7, 0.9, 0), (1.0, 1.0, 20)])
+def test_logprobs_equal_teacher_forcing(setup, temperature, top_p, top_k):
+    cfg, params, prompts, mask = setup
+    scfg = sampling.SamplingConfig(max_new_tokens=N_NEW, temperature=temperature, top_p=top_p, top_k=top_k)
+    s = sampling.make_sampler(cfg, scfg)(params, prompts, mask, jax.random.key(1))
+    want = _teacher_forced_logp(cfg, params, prompts, mask, s, temperature)
+    np.testing.assert_allclose(np.asarray(s.logprobs), want, atol=1e-5)
+    assert np.asarray(s.lengths).tolist() == [N_NEW] * 3 and np.asarray(s.truncated).all()
+
+
+def test_greedy_equals_a_loop_without_cache_and_padding_changes_nothing(setup):
+    cfg, params, prompts, mask = setup
+    scfg = sampling.SamplingConfig(max_new_tokens=N_NEW, temperature=0.0)
+    s = sampling.make_sampler(cfg, scfg)(params, prompts, mask, jax.random.key(0))
+    for b in range(3):
+        seq = list(prompts[b][mask[b]])  # this prompt alone, unpadded
+        for _ in range(N_NEW):
+            logits, _ = forward(cfg, params, np.array([seq]))
+            seq.append(int(np.argmax(logits[0, -1])))
+        assert np.asarray(s.tokens[b]).tolist() == seq[-N_NEW:], b
+
+
+def test_stop_tokens_lengths_and_truncation(setup):
+    cfg, params, prompts, mask = setup
+    greedy = sampling.SamplingConfig(max_new_tokens=N_NEW, temperature=0.0)
+    free = sampling.make_sampler(cfg, greedy)(params, prompts, mask, jax.random.key(0))
+    stop = int(free.tokens[0, 2])  # make row 0's third token a stop token
+    s = sampling.make_sampler(cfg, sampling.SamplingConfig(max_new_tokens=N_NEW, temperature=0.0,
+                                                           stop_tokens=(stop,), pad_id=0))(
+        params, prompts, mask, jax.random.key(0))
+    first_stop = [next((i + 1 for i, t in enumerate(np.asarray(free.tokens[b])) if t == stop), None) for b in range(3)]
+    for b in range(3):
+        n = first_stop[b] or N_NEW
+        assert int(s.lengths[b]) == n and bool(s.truncated[b]) == (first_stop[b] is None)
+        assert np.asarray(s.tokens[b, :n]).tolist() == np.asarray(free.tokens[b, :n]).tolist()
+        assert (np.asarray(s.tokens[b, n:]) == 0).all() and (np.asarray(s.logprobs[b, n:]) == 0).all()
+
+
+def test_top_p_never_leaves_the_nucleus():
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.1, 0.06, 0.04]]))
+    cfg = sampling.SamplingConfig(temperature=1.0, top_p=0.75)  # nucleus {0, 1}: 0.5 < 0.75 <= 0.8
+    keys = jax.random.split(jax.random.key(0), 2000)
+    toks, logps = jax.vmap(lambda k: sampling.sample_token(k, logits, cfg))(keys)
+    counts = np.bincount(np.asarray(toks).ravel(), minlength=5)
+    assert counts[2:].sum() == 0 and counts[0] > 1000 and counts[1] > 500  # renormalised 5/8 vs 3/8
+    np.testing.assert_allclose(np.asarray(logps).ravel()[np.asarray(toks).ravel() == 1], np.log(0.3), rtol=1e-5)
+    k_cfg = sampling.SamplingConfig(temperature=1.0, top_k=3)
+    toks, _ = jax.vmap(lambda k: sampling.sample_token(k, logits, k_cfg))(keys)
+    assert set(np.asarray(toks).ravel().tolist()) == {0, 1, 2}
+
+
+def test_groups_differ_and_a_key_is_deterministic(setup):
+    cfg, params, prompts, mask = setup
+    sampler = sampling.make_sampler(cfg, sampling.SamplingConfig(max_new_tokens=N_NEW), group_size=4)
+    a = sampler(params, prompts, mask, jax.random.key(5))
+    b = sampler(params, prompts, mask, jax.random.key(5))
+    assert a.tokens.shape == (12, N_NEW)
+    np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+    group = np.asarray(a.tokens[:4])
+    assert len({tuple(r) for r in group}) > 1
+
+
+def test_sampling_under_a_mesh_matches_one_device(setup):
+    cfg, params, prompts, mask = setup
+    scfg = sampling.SamplingConfig(max_new_tokens=N_NEW, temperature=1.0, top_p=0.95)
+    one = sampling.make_sampler(cfg, scfg, group_size=2)(params, prompts, mask, jax.random.key(3))
+    mesh = sharding.make_mesh(MeshConfig(data=2, fsdp=1, tensor=4), devices=jax.devices()[:8])
+    params_sh = jax.device_put(params, sharding.tree_shardings(mesh, param_axes(cfg), params))
+    many = sampling.make_sampler(cfg, scfg, mesh=mesh, group_size=2)(params_sh, prompts, mask, jax.random.key(3))
+    np.testing.assert_array_equal(np.asarray(many.tokens), np.asarray(one.tokens))
+    np.testing.assert_allclose(np.asarray(many.logprobs), np.asarray(one.logprobs), atol=1e-5)
