@@ -20,7 +20,7 @@ import numpy as np
 from r1jax.config import ModelConfig
 from r1jax.sharding import constrain
 
-__all__ = ["Cache", "init_cache", "cache_axes", "param_shapes", "param_axes", "init_params", "forward",
+__all__ = ["Cache", "init_cache", "cache_axes", "param_shapes", "param_axes", "init_params", "forward", "lm_head",
            "rope_inv_freq", "count_params"]
 
 
@@ -230,8 +230,14 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
         cache = Cache(k=k_new, v=v_new, valid=key_valid, end=offset + T)
     if return_hidden:
         return x, cache
+    return lm_head(cfg, params, x), cache
+
+
+def lm_head(cfg: ModelConfig, params: dict, x: jax.Array) -> jax.Array:
+    """Logits [B, T, V] (float32) from final hidden states [B, T, D] (`forward(..., return_hidden=True)`)."""
+    dt = jnp.dtype(cfg.dtype)
     if cfg.tie_embeddings:
         logits = jnp.einsum("BTD,VD->BTV", x, params["embed"].astype(dt), preferred_element_type=jnp.float32)
     else:
         logits = jnp.einsum("BTD,DV->BTV", x, params["lm_head"].astype(dt), preferred_element_type=jnp.float32)
-    return constrain(logits, ("batch", None, "vocab")), cache
+    return constrain(logits, ("batch", None, "vocab"))

@@ -14,11 +14,11 @@ from jax.sharding import Mesh, NamedSharding
 
 from r1jax import losses
 from r1jax.config import ModelConfig
-from r1jax.model import forward, init_params, param_axes
+from r1jax.model import forward, init_params, lm_head, param_axes
 from r1jax.sharding import logical_spec, replicated, tree_shardings
 
-__all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state", "state_shardings", "abstract_state", "batch_shardings",
-           "lm_train_step", "compile_step"]
+__all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state", "state_shardings", "abstract_state",
+           "batch_shardings", "lm_train_step", "compile_step", "GRPOConfig", "completion_logprobs", "grpo_train_step"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +116,59 @@ def lm_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig,
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "tokens": n_tokens, "grad_norm": optax.tree.norm(grads)}
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig:
+    """The knobs of the GRPO objective (`r1jax.losses.grpo_loss`); defaults are the paper's."""
+
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    beta: float = 0.001  # KL coefficient; 0 skips the reference model entirely
+    kl_estimator: str = "k3"
+    agg: str = "seq-mean-token-mean"
+    max_len: int | None = None  # Dr. GRPO's constant normaliser for agg='seq-mean-token-sum-norm'
+    temperature: float = 1.0  # the sampling temperature: pi_theta is log softmax(logits / T)
+
+
+def completion_logprobs(model_cfg: ModelConfig, params, tokens: jax.Array, mask: jax.Array, n_new: int,
+                        temperature: float = 1.0) -> tuple[jax.Array, jax.Array]:
+    """log softmax(logits / T) of the last `n_new` tokens of each row, and the entropy there.
+
+    tokens, mask: [B, P + N] (left-padded prompt, then completion). Only the N positions that
+    predict completion tokens go through the LM head: the prompt's [B, P, V] logits, most of
+    the vocabulary-sized work for long prompts, are never computed.
+    """
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+    hidden, _ = forward(model_cfg, params, tokens, positions, mask=mask, return_hidden=True)
+    logits = lm_head(model_cfg, params, hidden[:, -n_new - 1:-1]) / temperature  # [B, N, V]
+    logp_all = jax.nn.log_softmax(logits)
+    logp = jnp.take_along_axis(logp_all, tokens[:, -n_new:, None], axis=-1)[..., 0]
+    entropy = -(jnp.exp(logp_all) * logp_all).sum(-1)
+    return logp, entropy
+
+
+def grpo_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig, tx: optax.GradientTransformation,
+                    cfg: GRPOConfig) -> tuple[TrainState, dict]:
+    """One policy update on a mini-batch of rollouts.
+
+    batch: tokens, mask [B, P + N]; completion_mask, old_logp, ref_logp [B, N] (ref_logp is
+    ignored when beta == 0); advantages [B].
+    """
+    n_new = batch["completion_mask"].shape[1]
+
+    def loss_fn(params):
+        logp, entropy = completion_logprobs(model_cfg, params, batch["tokens"], batch["mask"], n_new, cfg.temperature)
+        return losses.grpo_loss(logp, batch["old_logp"], batch.get("ref_logp") if cfg.beta else None,
+                                batch["advantages"], batch["completion_mask"], eps_low=cfg.eps_low,
+                                eps_high=cfg.eps_high, beta=cfg.beta, kl_estimator=cfg.kl_estimator, agg=cfg.agg,
+                                max_len=cfg.max_len, entropy=jax.lax.stop_gradient(entropy))
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
