@@ -155,8 +155,9 @@ def _attention(q, k, v, allowed, dtype):
     return out.reshape(B, T, N, H)
 
 
-def _layer(cfg: ModelConfig, x, p, k_cache, v_cache, positions, allowed, write_at, inv_freq):
-    """One decoder block. With a cache, new keys/values are written at slot `write_at`."""
+def _layer(cfg: ModelConfig, x, p, k_cache, v_cache, positions, allowed, write_at, inv_freq, layer=None):
+    """One decoder block. With a cache ([L, B, S, K, H], carried through the layer scan so that it
+    is updated in place rather than copied per layer), new keys/values go to slot `write_at`."""
     dt = jnp.dtype(cfg.dtype)
     p = jax.tree.map(lambda w: w.astype(dt), p)
     h = _rms_norm(x, p["attn_norm"], cfg.norm_eps)
@@ -168,9 +169,9 @@ def _layer(cfg: ModelConfig, x, p, k_cache, v_cache, positions, allowed, write_a
     q = constrain(_rope(q, positions, inv_freq), ("batch", None, "heads", None))
     k = _rope(k, positions, inv_freq)
     if k_cache is not None:
-        k_cache = jax.lax.dynamic_update_slice(k_cache, k, (0, write_at, 0, 0))
-        v_cache = jax.lax.dynamic_update_slice(v_cache, v, (0, write_at, 0, 0))
-        k, v = k_cache, v_cache
+        k_cache = jax.lax.dynamic_update_slice(k_cache, k[None].astype(k_cache.dtype), (layer, 0, write_at, 0, 0))
+        v_cache = jax.lax.dynamic_update_slice(v_cache, v[None].astype(v_cache.dtype), (layer, 0, write_at, 0, 0))
+        k, v = k_cache[layer], v_cache[layer]
     attn = _attention(q, k, v, allowed, dt)
     x = x + jnp.einsum("BTNH,NHD->BTD", attn, p["wo"])
     h = _rms_norm(x, p["mlp_norm"], cfg.norm_eps)
@@ -216,15 +217,16 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
     x = constrain(params["embed"][tokens].astype(dt), ("batch", None, None))
     inv_freq = rope_inv_freq(cfg)
 
-    def body(x, xs):
-        p, k_c, v_c = xs
-        x, k_c, v_c = _layer(cfg, x, p, k_c, v_c, positions, allowed, offset, inv_freq)
-        return x, (k_c, v_c)
+    def body(carry, xs):
+        x, k_c, v_c = carry
+        p, layer = xs
+        x, k_c, v_c = _layer(cfg, x, p, k_c, v_c, positions, allowed, offset, inv_freq, layer)
+        return (x, k_c, v_c), None
 
     if cfg.remat:
         body = jax.checkpoint(body, prevent_cse=False)
-    xs = (params["layers"], None, None) if cache is None else (params["layers"], cache.k, cache.v)
-    x, (k_new, v_new) = jax.lax.scan(body, x, xs)
+    carry = (x, None, None) if cache is None else (x, cache.k, cache.v)
+    (x, k_new, v_new), _ = jax.lax.scan(body, carry, (params["layers"], jnp.arange(cfg.n_layers)))
     x = _rms_norm(x, params["final_norm"], cfg.norm_eps)
     if cache is not None:
         cache = Cache(k=k_new, v=v_new, valid=key_valid, end=offset + T)
