@@ -45,6 +45,7 @@ class Restored:
     state: TrainState
     rng: jax.Array | None
     data_state: Any
+    ref_params: Any = None  # the frozen reference policy of an RL run, when one was saved
 
 
 def config_json(cfg: Any) -> Any:
@@ -92,7 +93,7 @@ def _manager(directory: Path, **options) -> ocp.CheckpointManager:
     # that has not saved anything in this process.
     return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(**options), item_handlers={
         "params": ocp.StandardCheckpointHandler(), "opt_state": ocp.StandardCheckpointHandler(),
-        "meta": ocp.JsonCheckpointHandler()})
+        "ref_params": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
 
 
 def abstract_params(model_cfg: ModelConfig, mesh: Mesh | None = None) -> dict:
@@ -139,7 +140,7 @@ class Checkpointer:
         return self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
     def save(self, state: TrainState, *, rng: jax.Array | None = None, data_state: Any = None,
-             force: bool = False) -> bool:
+             ref_params: Any = None, force: bool = False) -> bool:
         """Save at `state.step` (asynchronously; `wait()` blocks until it is on disk)."""
         step = int(jax.device_get(state.step))
         meta = {"step": step, "config": self.run_config, "data_state": data_state,
@@ -147,9 +148,11 @@ class Checkpointer:
         items = {"params": ocp.args.StandardSave(state.params), "meta": ocp.args.JsonSave(meta)}
         if jax.tree.leaves(state.opt_state):  # a params-only checkpoint (e.g. an HF import) has none
             items["opt_state"] = ocp.args.StandardSave(state.opt_state)
+        if ref_params is not None:
+            items["ref_params"] = ocp.args.StandardSave(ref_params)
         return self._mngr.save(step, force=force, args=ocp.args.Composite(**items))
 
-    def restore(self, target: TrainState, step: int | None = None) -> Restored | None:
+    def restore(self, target: TrainState, step: int | None = None, with_ref: bool = False) -> Restored | None:
         """Restore `step` (default: the latest complete one) into `target`'s shapes and shardings.
 
         `target` holds `jax.ShapeDtypeStruct`s with `.sharding` set (see
@@ -164,14 +167,19 @@ class Checkpointer:
                              "load them with r1jax.checkpoint.restore_params and start a fresh optimizer")
         _check_shapes(saved["params"], target.params, "params", self.directory, step)
         _check_shapes(saved["opt_state"], target.opt_state, "opt_state", self.directory, step)
-        out = self._mngr.restore(step, args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(target.params), opt_state=ocp.args.StandardRestore(target.opt_state),
-            meta=ocp.args.JsonRestore()))
+        items = dict(params=ocp.args.StandardRestore(target.params),
+                     opt_state=ocp.args.StandardRestore(target.opt_state), meta=ocp.args.JsonRestore())
+        if with_ref:  # the reference policy has the parameters' shapes and shardings
+            if saved.get("ref_params") is None:
+                raise ValueError(f"checkpoint {self.directory}/{step} has no reference policy (ref_params)")
+            items["ref_params"] = ocp.args.StandardRestore(target.params)
+        out = self._mngr.restore(step, args=ocp.args.Composite(**items))
         meta = out["meta"]
         rng = None if meta["rng"] is None else jax.random.wrap_key_data(np.asarray(meta["rng"], np.uint32))
         state = TrainState(step=jax.device_put(jnp.asarray(meta["step"], jnp.int32), target.step.sharding),
                            params=out["params"], opt_state=out["opt_state"])
-        return Restored(step=step, state=state, rng=rng, data_state=meta["data_state"])
+        return Restored(step=step, state=state, rng=rng, data_state=meta["data_state"],
+                        ref_params=out["ref_params"] if with_ref else None)
 
     def wait(self) -> None:
         self._mngr.wait_until_finished()
