@@ -50,13 +50,16 @@ def _convert(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from r1jax.pipeline import PretrainConfig
+    from r1jax.pipeline import PretrainConfig, R1ZeroConfig
 
     parser = argparse.ArgumentParser(prog="r1jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="train the tokenizer and base model of the embedded CPU world")
     _add_config_flags(p, PretrainConfig)
+
+    r = sub.add_parser("r1-zero", help="GRPO from a base model with rule rewards (DeepSeek-R1-Zero)")
+    _add_config_flags(r, R1ZeroConfig)
 
     c = sub.add_parser("convert", help="Hugging Face safetensors <-> r1jax orbax checkpoint")
     c.add_argument("direction", choices=["hf-to-ckpt", "ckpt-to-hf"])
@@ -70,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         from r1jax.pipeline import pretrain
         summary = pretrain(_config_from_args(PretrainConfig, args))
         print(json.dumps(summary, indent=2))
+    elif args.command == "r1-zero":
+        from r1jax.pipeline import r1_zero
+        print(json.dumps(r1_zero(_config_from_args(R1ZeroConfig, args)), indent=2))
     elif args.command == "convert":
         _convert(args)
 
