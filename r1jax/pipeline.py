@@ -22,7 +22,7 @@ import tqdm
 
 import jax.numpy as jnp
 
-from r1jax import checkpoint, data, losses, sampling, sharding, train
+from r1jax import checkpoint, data, losses, report, sampling, sharding, train
 from r1jax.config import MeshConfig, ModelConfig, from_dict, get_preset, override
 from r1jax.rewards import RewardConfig, compute_rewards
 from r1jax.tasks import generate
@@ -111,9 +111,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
                                  mesh, state_sh, train.batch_shardings(mesh, example_batch))
 
     start_step = int(state.step)
+    writer = report.MetricsWriter(out)
     t0 = time.time()
     try:
-        with _stop_on_signals() as stop, open(out / "metrics.jsonl", "a") as log, tqdm.tqdm(
+        with _stop_on_signals() as stop, tqdm.tqdm(
                 total=cfg.steps, initial=start_step, desc="pretrain", unit="step", dynamic_ncols=True) as bar:
             for step in range(start_step, cfg.steps):
                 state, metrics = step_fn(state, next(iterator))
@@ -121,8 +122,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
                     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
                     # batches have a similar token count, so the last one stands for the interval
                     elapsed, t0 = max(time.time() - t0, 1e-9), time.time()
-                    m.update(step=step + 1, tokens_per_s=m.pop("tokens") * cfg.log_every / elapsed)
-                    log.write(json.dumps(m) + "\n")
+                    m.update(tokens_per_s=m.pop("tokens") * cfg.log_every / elapsed)
+                    writer.write(step + 1, m)
                     bar.set_postfix(loss=f"{m['loss']:.3f}")
                 bar.update(1)
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps or stop["now"]:
@@ -132,6 +133,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
                     break
     finally:
         ckpt.close()
+        writer.close()
     token_acc, exact = _answer_accuracy(model_cfg, state.params, eval_batch)
     summary = {"step": int(state.step), "params": sum(x.size for x in jax.tree.leaves(state.params)),
                "vocab_size": tok.vocab_size, "heldout_answer_token_accuracy": token_acc,
@@ -255,11 +257,12 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
     ref_logp_fn = jax.jit(lambda p, t, m: train.completion_logprobs(model_cfg, p, t, m, N, cfg.temperature)[0])
 
     start = int(state.step) // cfg.minibatches  # one GRPO step = `minibatches` optimizer updates
+    writer = report.MetricsWriter(out)
     base_key = jax.random.key(cfg.seed)
     summary: dict = {}
     try:
-        with _stop_on_signals() as stop, open(out / "metrics.jsonl", "a") as log, \
-                open(out / "samples.jsonl", "a") as samples_log, tqdm.tqdm(
+        with _stop_on_signals() as stop, open(out / "samples.jsonl", "a") as samples_log, \
+                open(out / "aha.jsonl", "a") as aha_log, tqdm.tqdm(
                     total=cfg.steps, initial=start, desc="r1-zero", unit="step", dynamic_ncols=True) as bar:
             for step in range(start, cfg.steps):
                 t0 = time.time()
@@ -307,13 +310,18 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                 m = {k: float(np.mean([x[k] for x in step_metrics])) for k in step_metrics[0]}
                 m.update({f"reward/{k}": float(v.mean()) for k, v in rewards.items()})
                 n_tok = int(lengths.sum())
-                m.update(step=step + 1, accuracy=float(rewards.get("accuracy", np.zeros(1)).mean()),
+                reflective = np.array([report.reflection_count(t) > 0 for t in texts])
+                m.update(accuracy=float(rewards.get("accuracy", np.zeros(1)).mean()),
+                         reflection_rate=float(reflective.mean()),
                          response_length_mean=float(lengths.mean()), response_length_max=int(lengths.max()),
                          truncation_rate=float(np.asarray(roll.truncated).mean()), learning_rate=cfg.learning_rate,
                          tokens_per_s=n_tok / max(time.time() - t0, 1e-9), time_sample=t_sample,
                          time_reward=t_reward, time_update=t_update)
-                log.write(json.dumps(m) + "\n")
-                log.flush()
+                writer.write(step + 1, m)
+                correct = rewards.get("accuracy", np.zeros(B))
+                for i in np.flatnonzero(reflective & (correct > 0))[:2]:  # candidate "aha" moments
+                    aha_log.write(json.dumps({"step": step + 1, "prompt": group_examples[i].prompt,
+                                              "answer": group_examples[i].answer, "completion": texts[i]}) + "\n")
                 if step % cfg.sample_every == 0 or step + 1 == cfg.steps:
                     for i in range(0, B, G):  # the first sample of every prompt
                         samples_log.write(json.dumps({"step": step + 1, "prompt": examples[i // G].prompt,
@@ -322,7 +330,7 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                 bar.set_postfix(reward=f"{m['reward/total']:.2f}", acc=f"{m['accuracy']:.2f}",
                                 len=f"{m['response_length_mean']:.0f}")
                 bar.update(1)
-                summary = m
+                summary = {"step_metrics": m}
                 if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps or stop["now"]:
                     ckpt.save(state, rng=key, data_state={"next_prompt": (step + 1) * Q}, ref_params=ref_params)
                 if stop["now"]:
@@ -330,4 +338,9 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                     break
     finally:
         ckpt.close()
-    return {"step": int(state.step) // cfg.minibatches, "checkpoint": str(ckpt.directory), **summary}
+        writer.close()
+    summary = {"step": int(state.step) // cfg.minibatches, "checkpoint": str(ckpt.directory), **summary}
+    if jax.process_index() == 0:
+        report.plot_metrics(out)
+        summary["report"] = str(report.write_report(out, "R1-Zero run", summary))
+    return summary

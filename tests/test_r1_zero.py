@@ -36,6 +36,12 @@ def test_r1_zero_runs_and_logs(base, tmp_path):
         assert key in lines[0], key
     assert 0 < lines[0]["response_length_mean"] <= 10 and lines[0]["entropy"] > 0
     assert abs(lines[0]["ratio_mean"] - 1) < 0.05  # first mini-batch at ratio 1, the second slightly moved
+    assert 0 <= lines[-1]["reflection_rate"] <= 1
+    for png in ("reward_accuracy.png", "response_length.png", "reflection.png", "kl.png"):
+        assert (tmp_path / png).stat().st_size > 5000, png
+    text = (tmp_path / "report.md").read_text()
+    assert "| accuracy |" in text and "![kl.png](kl.png)" in text and out["report"].endswith("report.md")
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     samples = [json.loads(x) for x in open(tmp_path / "samples.jsonl")]
     assert len(samples) == 3 * 4 and {"prompt", "completion", "accuracy", "format", "answer"} <= set(samples[0])
 

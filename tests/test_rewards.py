@@ -97,3 +97,9 @@ def test_compute_rewards_weights_and_reports_each():
 def test_rewards_never_import_jax():
     code = "import sys, r1jax.rewards, r1jax.rewards.workers; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_reflection_words():
+    from r1jax.report import reflection_count
+    assert reflection_count("12 + 7 = 19. Wait, let me check: 12 + 7 = 19. Let me verify again. Hmm.") == 4
+    assert reflection_count("Awaiting the verification step") == 0  # whole words only

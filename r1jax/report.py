@@ -1,0 +1,114 @@
+"""What a run leaves for a person: metrics.jsonl + TensorBoard, PNG plots and a markdown report.
+
+Only process 0 writes (on a pod every host runs the same loop)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jax
+
+__all__ = ["MetricsWriter", "REFLECTION", "reflection_count", "plot_metrics", "write_report"]
+
+# Words of self-checking that the paper sees rise during RL ("wait", re-checks); counted per rollout.
+REFLECTION = re.compile(r"\b(?:wait|re-?check(?:ing)?|let me (?:check|verify)|double[- ]check|verify|hmm)\b", re.I)
+
+
+def reflection_count(text: str) -> int:
+    return len(REFLECTION.findall(text))
+
+
+class MetricsWriter:
+    """Appends one JSON line per step to `metrics.jsonl` and the same scalars to TensorBoard."""
+
+    def __init__(self, out_dir: str | Path):
+        self.active = jax.process_index() == 0
+        if not self.active:
+            return
+        self.out = Path(out_dir)
+        self._log = open(self.out / "metrics.jsonl", "a")
+        try:
+            from tensorboardX import SummaryWriter
+            self._tb = SummaryWriter(str(self.out / "tensorboard"))
+        except ImportError:  # TensorBoard is optional; the JSON lines are the record
+            self._tb = None
+
+    def write(self, step: int, metrics: dict) -> None:
+        if not self.active:
+            return
+        self._log.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._log.flush()
+        if self._tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.active:
+            self._log.close()
+            if self._tb is not None:
+                self._tb.close()
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in open(path)] if path.exists() else []
+
+
+PLOTS = {  # file -> (title, [(metric, label)])
+    "reward_accuracy.png": ("Reward and accuracy", [("reward/total", "total reward"), ("accuracy", "accuracy"),
+                                                    ("reward/format", "format")]),
+    "response_length.png": ("Mean response length (tokens)", [("response_length_mean", "mean length")]),
+    "reflection.png": ("Rollouts with reflection words", [("reflection_rate", "share of rollouts")]),
+    "kl.png": ("KL to the reference", [("kl", "KL (k3)")]),
+}
+
+
+def plot_metrics(out_dir: str | Path) -> list[Path]:
+    """One PNG per entry of PLOTS from metrics.jsonl; returns the files written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    rows = _read(out / "metrics.jsonl")
+    written = []
+    for name, (title, series) in PLOTS.items():
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for key, label in series:
+            pts = [(r["step"], r[key]) for r in rows if key in r]
+            if pts:
+                ax.plot(*zip(*pts), label=label)
+        ax.set_title(title)
+        ax.set_xlabel("GRPO step")
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        written.append(out / name)
+    return written
+
+
+def write_report(out_dir: str | Path, title: str, summary: dict) -> Path:
+    """report.md: the summary table, the plots, and one "aha" rollout if the run produced one."""
+    out = Path(out_dir)
+    rows = _read(out / "metrics.jsonl")
+    aha = _read(out / "aha.jsonl")
+    lines = [f"# {title}", "", "| metric | first step | last step |", "|---|---|---|"]
+    for key in ("reward/total", "accuracy", "reward/format", "response_length_mean", "reflection_rate", "kl"):
+        if rows and key in rows[0]:
+            lines.append(f"| {key} | {rows[0][key]:.3f} | {rows[-1][key]:.3f} |")
+    lines += ["", *[f"![{name}]({name})" for name in PLOTS], ""]
+    if aha:
+        a = aha[-1]
+        lines += [f"## An \"aha\" rollout (step {a['step']})", "", f"Prompt: {a['prompt']}", "", "```",
+                  a["completion"], "```", f"Reference answer: {a['answer']}; scored correct.", ""]
+    else:
+        lines += ["No rollout was both correct and reflective (no \"aha\" sample to quote).", ""]
+    lines += ["## Summary", "", "```json", json.dumps(summary, indent=2), "```"]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
