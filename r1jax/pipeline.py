@@ -1,9 +1,9 @@
 """The stages of the recipe, each reading the previous stage's checkpoint.
 
-Stage 0 (this file so far): `pretrain`, which builds the embedded CPU world's base model:
-a sentencepiece tokenizer trained on a generated arithmetic corpus and a tiny decoder
-pretrained on it with next-token loss. Later stages (GRPO, SFT, distillation) start from
-its `ckpt/` directory and `tokenizer.model`.
+`pretrain` builds the embedded CPU world's base model: a sentencepiece tokenizer and a small
+decoder pretrained on generated documents that answer arithmetic-chain problems in the R1-Zero
+template with mixed quality (`STYLES`). `r1_zero` runs GRPO from such a base (or any
+checkpoint with a tokenizer). Later stages (SFT, distillation) start from a stage's `ckpt/`.
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ from r1jax.tokenizer import render_r1_zero
 from r1jax.model import forward
 from r1jax.tokenizer import load_tokenizer, train_sentencepiece
 
-__all__ = ["PretrainConfig", "pretrain", "arithmetic_corpus", "R1ZeroConfig", "r1_zero"]
+__all__ = ["PretrainConfig", "pretrain", "world_corpus", "world_response", "R1ZeroConfig", "r1_zero"]
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
     out_dir: str = "runs/base"
-    model: str = "tiny"  # a preset name; vocab_size is replaced by the tokenizer's
+    model: str = "small"  # a preset name; vocab_size is replaced by the tokenizer's
     vocab_size: int = 512
-    steps: int = 300
-    batch_size: int = 64
-    seq_len: int = 32
+    steps: int = 600
+    batch_size: int = 32
+    seq_len: int = 192
     learning_rate: float = 3e-3
     warmup_steps: int = 30
     checkpoint_every: int = 100
@@ -50,15 +50,53 @@ class PretrainConfig:
     mesh: str = ""  # e.g. 'data=2,fsdp=2,tensor=2'; default: all devices on 'data'
 
 
-def arithmetic_corpus(n: int, seed: int) -> list[str]:
-    """Lines 'a op b = c' with a, b < 100: a stand-in world until the task families land."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        a, b, op = rng.randrange(100), rng.randrange(100), rng.choice("+-*")
-        c = a + b if op == "+" else a - b if op == "-" else a * b
-        lines.append(f"{a} {op} {b} = {c}")
-    return lines
+# How the base's training documents answer a problem, and how often. Like web text, most
+# answers are terse or sloppy: short guesses, solutions with a slip, broken formats; careful
+# step-by-step work is a minority and self-correction ("wait, let me check") is rare.
+STYLES = {"steps": 0.20, "guess": 0.25, "slip": 0.15, "reflect": 0.05, "broken": 0.35}
+
+
+def world_response(ex, rng: random.Random) -> tuple[str, str]:
+    """(style, response text after "Assistant:") for an `arithmetic_chain` example."""
+    steps = ex.metadata["steps"]
+    answer = int(ex.answer)
+    style = rng.choices(list(STYLES), weights=list(STYLES.values()))[0]
+    line = lambda l, op, r, res: f"{l} {op} {r} = {res}."  # noqa: E731
+
+    def worked(slip_at=None, fix=False):
+        lines, value = [], steps[0][0]
+        for k, (_, op, r, res) in enumerate(steps):
+            true = value + r if op == "+" else value - r if op == "-" else value * r
+            if k == slip_at:
+                wrong = true + rng.choice([-10, -2, -1, 1, 2, 10])
+                lines.append(line(value, op, r, wrong))
+                if fix:
+                    lines.append(f"Wait, let me check: {value} {op} {r} = {true}, not {wrong}.")
+                else:
+                    true = wrong
+            else:
+                lines.append(line(value, op, r, true))
+            value = true
+        return " ".join(lines), value
+
+    if style == "steps":
+        text, value = worked()
+        return style, f"<think> {text} </think> <answer> {value} </answer>"
+    if style == "guess":
+        g = answer if rng.random() < 0.25 else answer + rng.choice([-20, -10, -5, -3, -1, 1, 3, 5, 10, 20])
+        return style, f"<think> It is about {g}. </think> <answer> {g} </answer>"
+    if style in ("slip", "reflect"):
+        text, value = worked(slip_at=rng.randrange(len(steps)), fix=style == "reflect")
+        return style, f"<think> {text} </think> <answer> {value} </answer>"
+    text, value = worked() if rng.random() < 0.5 else ("", answer + rng.choice([-5, -1, 1, 5]))
+    form = rng.choice(["The answer is {v}.", "<think> {t} </think> {v}", "<answer> {v} </answer>", "{t} So {v}."])
+    return style, form.format(t=text, v=value).strip()
+
+
+def world_corpus(n: int, seed: int) -> list[tuple[str, str]]:
+    """(prompt in the R1-Zero template, response) documents of the embedded world."""
+    rng = random.Random(seed + 1)
+    return [(render_r1_zero(ex.prompt), world_response(ex, rng)[1]) for ex in generate("chain", n, seed)]
 
 
 def _answer_accuracy(cfg: ModelConfig, params, batch: dict) -> tuple[float, float]:
@@ -74,26 +112,24 @@ def pretrain(cfg: PretrainConfig) -> dict:
     """Train (or resume) the tokenizer and base model of the embedded world. Returns a summary."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lines = arithmetic_corpus(cfg.n_examples, cfg.seed)
+    docs = world_corpus(cfg.n_examples, cfg.seed)
     tok_path = out / "tokenizer.model"
-    # the tokenizer also sees the R1-Zero template around task prompts, so RL prompts stay short
-    prompts = [render_r1_zero(ex.prompt) for fam in ("arithmetic", "countdown", "word")
-               for ex in generate(fam, 200, cfg.seed)]
-    tok = load_tokenizer(tok_path) if tok_path.exists() else train_sentencepiece(lines + prompts, tok_path,
-                                                                                 cfg.vocab_size)
+    tok = load_tokenizer(tok_path) if tok_path.exists() else train_sentencepiece(
+        [p + " " + r for p, r in docs[:5000]], tok_path, cfg.vocab_size)
     model_cfg = override(get_preset(cfg.model), vocab_size=tok.vocab_size)
     optim = train.OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                               total_steps=cfg.steps, weight_decay=0.01)
     tx = train.make_optimizer(optim)
     mesh = sharding.make_mesh(MeshConfig.parse(cfg.mesh) if cfg.mesh else MeshConfig(data=jax.device_count()))
 
-    # Each line is '<s> a op b = c </s>'; loss on everything, accuracy reported on ' c </s>'.
-    examples = [[tok.bos_id, *tok.encode(line), tok.eos_id] for line in lines]
-    answer_from = [1 + len(tok.encode(line.split("=")[0] + "=")) for line in lines]
+    # '<s> prompt response </s>' with the loss on the response only (the base learns to answer,
+    # not to imitate the template), which is also what the accuracy below is measured on.
+    examples = [[tok.bos_id, *tok.encode(p), *tok.encode(" " + r), tok.eos_id] for p, r in docs]
+    answer_from = [1 + len(tok.encode(p)) for p, _ in docs]
     n_eval = max(len(examples) // 20, 1)
     eval_batch = _pad([e for e in examples[:n_eval]], answer_from[:n_eval], cfg.seq_len, tok.pad_id)
     batches = data.lm_batches(examples[n_eval:], seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                              pad_id=tok.pad_id, seed=cfg.seed)
+                              pad_id=tok.pad_id, seed=cfg.seed, loss_from=answer_from[n_eval:])
 
     ckpt = checkpoint.Checkpointer(out / "ckpt", {"model": model_cfg, "optim": optim, "pretrain": cfg})
     state_sh = train.state_shardings(mesh, model_cfg, tx)
@@ -167,7 +203,7 @@ class R1ZeroConfig:
 
     out_dir: str = "runs/r1zero"
     base_dir: str = "runs/base"  # a `pretrain` output: tokenizer.model and ckpt/
-    families: str = "arithmetic"  # comma-separated task families (r1jax.tasks.FAMILIES)
+    families: str = "chain"  # comma-separated task families (r1jax.tasks.FAMILIES)
     n_train: int = 4000  # generated training problems (drawn in a seeded order, then reused)
     steps: int = 50
     prompts_per_step: int = 16
@@ -178,8 +214,8 @@ class R1ZeroConfig:
     ref_refresh: int = 400  # replace the reference by the policy every this many steps
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 48
-    max_prompt_tokens: int = 160
+    max_new_tokens: int = 80
+    max_prompt_tokens: int = 112
     eps_low: float = 0.2
     eps_high: float = 0.2
     kl_estimator: str = "k3"

@@ -12,7 +12,7 @@ from r1jax import checkpoint, cli, hf, pipeline, sharding, train
 from r1jax.config import MeshConfig, ModelConfig, from_dict
 from r1jax.model import init_params
 
-CFG = dict(steps=12, batch_size=16, seq_len=24, checkpoint_every=4, n_examples=600, warmup_steps=2,
+CFG = dict(model="tiny", steps=12, batch_size=8, seq_len=192, checkpoint_every=4, n_examples=300, warmup_steps=2,
            log_every=1)
 
 

@@ -12,15 +12,15 @@ import pytest
 from r1jax import checkpoint, pipeline, train
 from r1jax.config import ModelConfig, from_dict
 
-RL = dict(steps=3, prompts_per_step=4, group_size=4, minibatches=2, max_new_tokens=10, max_prompt_tokens=128,
+RL = dict(steps=3, prompts_per_step=4, group_size=4, minibatches=2, max_new_tokens=10, max_prompt_tokens=112,
           checkpoint_every=1, sample_every=1, learning_rate=1e-3, beta=0.01, ref_refresh=2, n_train=50)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     d = tmp_path_factory.mktemp("base")
-    pipeline.pretrain(pipeline.PretrainConfig(out_dir=str(d), steps=10, batch_size=16, seq_len=24, n_examples=400,
-                                              checkpoint_every=10, log_every=5))
+    pipeline.pretrain(pipeline.PretrainConfig(out_dir=str(d), model="tiny", steps=10, batch_size=8, seq_len=192,
+                                              n_examples=300, checkpoint_every=10, log_every=5))
     return d
 
 

@@ -33,6 +33,7 @@ class Example:
 # The submodules import `Example` from this package, so they are imported after it is defined.
 from r1jax.tasks.benchmarks import BENCHMARKS, default_data_dir, load_benchmark  # noqa: E402
 from r1jax.tasks.generated import (  # noqa: E402
+    arithmetic_chain,
     FAMILIES,
     arithmetic,
     bilingual,
@@ -51,6 +52,7 @@ __all__ = [
     "default_data_dir",
     "load_benchmark",
     "FAMILIES",
+    "arithmetic_chain",
     "arithmetic",
     "bilingual",
     "countdown",

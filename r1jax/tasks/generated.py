@@ -26,6 +26,7 @@ from r1jax.tasks import Example
 
 __all__ = [
     "FAMILIES",
+    "arithmetic_chain",
     "arithmetic",
     "bilingual",
     "countdown",
@@ -872,7 +873,44 @@ def bilingual(n: int, seed: int, *, language: str = "both") -> list[Example]:
 # Registry
 # ---------------------------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------------------------
+# (6) Arithmetic chains: the embedded world's R1-Zero family
+# ---------------------------------------------------------------------------------------------
+
+def arithmetic_chain(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, max_value: int = 50
+                     ) -> list[Example]:
+    """Left-to-right chains "Compute 23 + 15 - 7." whose worked solution is one line per op.
+
+    Difficulty is the number of operations (uniform in [min_ops, max_ops]); multiplication
+    uses a factor up to 9. metadata['steps'] holds (left, op, right, result) per operation,
+    so a corpus can write correct, slipped or re-checked solutions of the same problem.
+    """
+    _check_int("n", n, 0)
+    _check_int("min_ops", min_ops, 1)
+    _check_int("max_ops", max_ops, min_ops)
+    _check_int("max_value", max_value, 2)
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        value = rng.randint(1, max_value)
+        text, steps = str(value), []
+        for _ in range(rng.randint(min_ops, max_ops)):
+            op = rng.choice("+-+-*")
+            right = rng.randint(2, 9) if op == "*" else rng.randint(1, max_value)
+            result = value + right if op == "+" else value - right if op == "-" else value * right
+            # a product binds tighter than the chain, so multiplying the running value needs parentheses
+            text = f"({text}) * {right}" if op == "*" and steps else f"{text} {op} {right}"
+            steps.append((value, op, right, result))
+            value = result
+        out.append(Example(id=f"chain-{seed}-{i}", prompt=f"Compute {text}.", answer=str(value),
+                           metadata=_metadata("chain", seed, i, {"min_ops": min_ops, "max_ops": max_ops,
+                                                                 "max_value": max_value},
+                                              steps=steps, n_ops=len(steps))))
+    return out
+
+
 FAMILIES: dict[str, Callable[..., list[Example]]] = {
+    "chain": arithmetic_chain,
     "arithmetic": arithmetic,
     "countdown": countdown,
     "linear": linear_equations,
