@@ -162,10 +162,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
                     writer.write(step + 1, m)
                     bar.set_postfix(loss=f"{m['loss']:.3f}")
                 bar.update(1)
-                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps or stop["now"]:
-                    ckpt.save(state, data_state=iterator.get_state())
-                if stop["now"]:
-                    print(f"\nstopped at step {step + 1}; checkpoint saved, rerun to resume")
+                if _end_of_step(step, cfg.steps, cfg.checkpoint_every, stop,
+                                lambda: ckpt.save(state, data_state=iterator.get_state())):
                     break
     finally:
         ckpt.close()
@@ -176,6 +174,15 @@ def pretrain(cfg: PretrainConfig) -> dict:
                "heldout_answer_exact": exact, "checkpoint": str(ckpt.directory), "tokenizer": str(tok_path)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _end_of_step(step: int, total: int, every: int, stop: dict, save) -> bool:
+    """Save when a checkpoint is due or a signal asked to stop; True if the loop must end."""
+    if (step + 1) % every == 0 or step + 1 == total or stop["now"]:
+        save()
+    if stop["now"]:
+        print(f"\nstopped at step {step + 1}; checkpoint saved, rerun to resume")
+    return stop["now"]
 
 
 @contextlib.contextmanager
@@ -367,10 +374,8 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                                 len=f"{m['response_length_mean']:.0f}")
                 bar.update(1)
                 summary = {"step_metrics": m}
-                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps or stop["now"]:
-                    ckpt.save(state, rng=key, data_state={"next_prompt": (step + 1) * Q}, ref_params=ref_params)
-                if stop["now"]:
-                    print(f"\nstopped at step {step + 1}; checkpoint saved, rerun to resume")
+                if _end_of_step(step, cfg.steps, cfg.checkpoint_every, stop, lambda: ckpt.save(
+                        state, rng=key, data_state={"next_prompt": (step + 1) * Q}, ref_params=ref_params)):
                     break
     finally:
         ckpt.close()
