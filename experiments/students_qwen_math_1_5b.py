@@ -1,0 +1,61 @@
+"""Distil DeepSeek-R1 into Qwen2.5-Math-1.5B by SFT (the paper's DeepSeek-R1-Distill-Qwen-1.5B).
+
+The paper's distillation: supervised fine-tuning of the base model on the ~800k samples
+curated from DeepSeek-R1 (about 600k reasoning traces kept by rejection sampling, 200k
+non-reasoning samples), with no RL stage on the student.
+
+Qwen2.5-Math's 4k context is stretched to 16k tokens by this SFT, as in the released
+distilled models.
+
+Hyper-parameters the paper does not give for this stage (learning rate, schedule, sequence
+length, batch) are common choices for full SFT at this size, not the paper's. Parameters are
+kept in float32 with bfloat16 compute: at learning rates near 1e-5 a bfloat16 weight would
+round most updates away.
+
+Memory from the planner:
+
+    r1jax plan --model qwen2.5-math-1.5b --mesh data=1,fsdp=16,tensor=1 --stage sft --batch 16 \
+        --prompt-len 1024 --max-new-tokens 15360 --param-dtype float32 --dtype bfloat16 --device v5p-32
+
+    qwen2.5-math-1.5b (1.54B params), sft on mesh data=1,fsdp=16,tensor=1 (16 devices)
+    16 sequences x 16384 tokens a step
+    1 row per device; params float32, compute bfloat16, remat on
+    per device:
+      parameters           0.36 GiB
+      optimizer state      0.72 GiB
+      gradients            0.36 GiB
+      reference model      0.00 GiB
+      activations         50.22 GiB  (update, estimate)
+      update phase        51.66 GiB
+      peak                51.66 GiB
+    fits on v5p-32 (95 GiB HBM per chip): 54% of HBM at peak
+"""
+
+PLAN = dict(
+    model_name="qwen2.5-math-1.5b", mesh="data=1,fsdp=16,tensor=1", stage="sft", batch=16,
+    prompt_len=1024, max_new_tokens=15360, param_dtype="float32", dtype="bfloat16", remat=True
+)
+DEVICE = "v5p-32"
+
+
+def get_config() -> dict:
+    return {
+        # import with `r1jax convert hf-to-ckpt HF_DIR CKPT_DIR --dtype float32`
+        "base_model": "Qwen/Qwen2.5-Math-1.5B",
+        "preset": PLAN["model_name"],
+        "tpu": DEVICE,
+        "mesh": PLAN["mesh"],
+        "sft": {
+            "data": "R1 distillation set: ~600k reasoning + ~200k non-reasoning samples",
+            "epochs": 2,
+            "sequences_per_step": PLAN["batch"],
+            "max_len": PLAN["prompt_len"] + PLAN["max_new_tokens"],
+            "learning_rate": 1e-05,
+            "warmup_steps": 100,
+            "schedule": "cosine",
+            "weight_decay": 0.0,
+            "param_dtype": PLAN["param_dtype"],
+            "dtype": PLAN["dtype"],
+            "remat": PLAN["remat"],
+        },
+    }
