@@ -29,9 +29,9 @@ Memory from the planner:
       gradients            0.36 GiB
       reference model      0.36 GiB
       KV cache             3.50 GiB  (sampling)
-      prefill logits       9.27 GiB  (sampling)
+      sampling logits      0.02 GiB  (sampling)
       activations         16.79 GiB  (update, estimate)
-      sampling phase      14.21 GiB
+      sampling phase       4.96 GiB
       update phase        18.59 GiB
       peak                18.59 GiB
     fits on v4-32 (32 GiB HBM per chip): 58% of HBM at peak

@@ -29,9 +29,9 @@ Memory from the planner:
       gradients            0.89 GiB
       reference model      0.89 GiB
       KV cache             3.50 GiB  (sampling)
-      prefill logits       4.64 GiB  (sampling)
+      sampling logits      0.01 GiB  (sampling)
       activations         12.20 GiB  (update, estimate)
-      sampling phase      11.69 GiB
+      sampling phase       7.06 GiB
       update phase        16.64 GiB
       peak                16.64 GiB
     fits on v4-64 (32 GiB HBM per chip): 52% of HBM at peak

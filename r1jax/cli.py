@@ -50,16 +50,24 @@ def _convert(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from r1jax.pipeline import PretrainConfig, R1ZeroConfig
+    from r1jax.pipeline import PretrainConfig, R1ZeroConfig, WorldConfig
 
     parser = argparse.ArgumentParser(prog="r1jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("world", help="the main job: pretrain the embedded world's base, run R1-Zero, "
+                                     "evaluate both on held-out problems")
+    _add_config_flags(w, WorldConfig)
 
     p = sub.add_parser("pretrain", help="train the tokenizer and base model of the embedded CPU world")
     _add_config_flags(p, PretrainConfig)
 
     r = sub.add_parser("r1-zero", help="GRPO from a base model with rule rewards (DeepSeek-R1-Zero)")
     _add_config_flags(r, R1ZeroConfig)
+
+    from r1jax import evaluate, plan
+    evaluate.add_parser(sub)
+    plan.add_parser(sub)
 
     c = sub.add_parser("convert", help="Hugging Face safetensors <-> r1jax orbax checkpoint")
     c.add_argument("direction", choices=["hf-to-ckpt", "ckpt-to-hf"])
@@ -69,13 +77,20 @@ def main(argv: list[str] | None = None) -> None:
                    help="parameter dtype for hf-to-ckpt (default: the checkpoint's)")
 
     args = parser.parse_args(argv)
-    if args.command == "pretrain":
+    if args.command == "world":
+        from r1jax.pipeline import world, world_table
+        print(world_table(world(_config_from_args(WorldConfig, args))))
+    elif args.command == "pretrain":
         from r1jax.pipeline import pretrain
         summary = pretrain(_config_from_args(PretrainConfig, args))
         print(json.dumps(summary, indent=2))
     elif args.command == "r1-zero":
         from r1jax.pipeline import r1_zero
         print(json.dumps(r1_zero(_config_from_args(R1ZeroConfig, args)), indent=2))
+    elif args.command == "eval":
+        evaluate.main(args)
+    elif args.command == "plan":
+        plan.main(args)
     elif args.command == "convert":
         _convert(args)
 

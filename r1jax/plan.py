@@ -24,8 +24,9 @@ XLA temporaries are not counted, hence the 10% margin in `fits`.
 
 Sampling and the update do not hold their working memory at the same time (the sampler's
 cache lives inside its jitted call), so the peak is parameters + optimizer + reference plus
-the larger of (KV cache + prefill logits) and (gradients + activations). The prefill logits
-are counted because `sampling.generate` runs the LM head on every prompt position. The
+the larger of (KV cache + sampling logits) and (gradients + activations). The sampling logits
+are one float32 vocabulary row per rollout (`sampling.generate` runs the LM head on the last
+prompt position only, and then on one new token at a time). The
 reference model's log-probs are assumed to be scored in the update's mini-batches, where they
 need less than the update itself.
 """
@@ -72,7 +73,7 @@ class MemoryPlan:
     gradients: int
     reference: int
     kv_cache: int
-    prefill_logits: int
+    sampling_logits: int
     activations: int
 
     @property
@@ -81,7 +82,7 @@ class MemoryPlan:
 
     @property
     def sampling(self) -> int:
-        return self.resident + self.kv_cache + self.prefill_logits
+        return self.resident + self.kv_cache + self.sampling_logits
 
     @property
     def update(self) -> int:
@@ -180,12 +181,12 @@ def plan(model_name: str, mesh: str, stage: str = "grpo", *, batch: int = 32, gr
         rollouts, rows = batch * group, batch * group // minibatches
         cache = jax.eval_shape(functools.partial(model.init_cache, cfg, rollouts, T))
         kv_cache = _device_bytes(cache, tree_shardings(am, model.cache_axes(), cache))
-        prefill_logits = _local_rows(am, rollouts, T) * prompt_len * local.vocab_size * 4  # float32
+        sampling_logits = _local_rows(am, rollouts, T) * local.vocab_size * 4  # float32, one position
         reference = params if beta else 0
         summary = (f"{rollouts} rollouts a step ({batch} prompts x {group}), {minibatches} updates of {rows} rows "
                    f"x {T} tokens ({prompt_len} prompt + {max_new_tokens} new)")
     else:
-        rows, kv_cache, prefill_logits, reference = batch, 0, 0, 0
+        rows, kv_cache, sampling_logits, reference = batch, 0, 0, 0
         summary = f"{batch} sequences x {T} tokens a step"
     local_rows = _local_rows(am, rows, T)
     activations = _residual_bytes(local, stage, local_rows, prompt_len, max_new_tokens, beta)
@@ -200,7 +201,7 @@ def plan(model_name: str, mesh: str, stage: str = "grpo", *, batch: int = 32, gr
     n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
     return MemoryPlan(model=model_name, mesh=mesh, stage=stage, n_devices=am.size, n_params=n_params,
                       summary=summary, params=params, optimizer=optimizer, gradients=params, reference=reference,
-                      kv_cache=kv_cache, prefill_logits=prefill_logits, activations=activations)
+                      kv_cache=kv_cache, sampling_logits=sampling_logits, activations=activations)
 
 
 def chip_type(device: str) -> tuple[str, int | None]:
@@ -240,7 +241,7 @@ def format_plan(p: MemoryPlan, device: str | None = None) -> str:
              f"  reference model  {_gib(p.reference)}"]
     if p.stage == "grpo":
         lines += [f"  KV cache         {_gib(p.kv_cache)}  (sampling)",
-                  f"  prefill logits   {_gib(p.prefill_logits)}  (sampling)"]
+                  f"  sampling logits  {_gib(p.sampling_logits)}  (sampling)"]
     lines += [f"  activations      {_gib(p.activations)}  (update, estimate)"]
     if p.stage == "grpo":
         lines += [f"  sampling phase   {_gib(p.sampling)}"]

@@ -23,7 +23,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from r1jax.config import ModelConfig
-from r1jax.model import Cache, forward, init_cache, param_axes, param_shapes
+from r1jax.model import Cache, forward, init_cache, lm_head, param_axes, param_shapes
 from r1jax.sharding import logical_spec, tree_shardings
 
 __all__ = ["SamplingConfig", "Samples", "sample_token", "generate", "make_sampler"]
@@ -89,13 +89,22 @@ def sample_token(key: jax.Array, logits: jax.Array, cfg: SamplingConfig) -> tupl
 
 
 def generate(model_cfg: ModelConfig, cfg: SamplingConfig, params: dict, prompts: jax.Array,
-             prompt_mask: jax.Array, key: jax.Array) -> Samples:
-    """Sample completions for left-padded prompts [B, P] (mask [B, P]); jit with static configs."""
-    B, P = prompts.shape
-    N = cfg.max_new_tokens
+             prompt_mask: jax.Array, key: jax.Array, group_size: int = 1) -> Samples:
+    """Sample `group_size` completions for each left-padded prompt [Q, P] (mask [Q, P]); rows
+    [q * G, (q + 1) * G) of the result belong to prompt q. jit with static configs."""
+    Q, P = prompts.shape
+    B, N = Q * group_size, cfg.max_new_tokens
     positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
-    cache = init_cache(model_cfg, B, P + N)
-    logits, cache = forward(model_cfg, params, prompts, positions, cache, mask=prompt_mask)
+    # Prefill each prompt once, and only the last position goes through the LM head (the
+    # prompt's [Q, P, V] logits would be the largest buffer of sampling at real sizes).
+    hidden, cache = forward(model_cfg, params, prompts, positions, init_cache(model_cfg, Q, P + N),
+                            mask=prompt_mask, return_hidden=True)
+    logits = lm_head(model_cfg, params, hidden[:, -1:])
+    if group_size > 1:  # then copy the prompt's cache to its G samples
+        rep = lambda x: jnp.repeat(x, group_size, axis=0)  # noqa: E731
+        cache = cache.replace(k=jnp.repeat(cache.k, group_size, axis=1), v=jnp.repeat(cache.v, group_size, axis=1),
+                              valid=rep(cache.valid))
+        logits, positions = rep(logits), rep(positions)
     stops = jnp.asarray(cfg.stop_tokens or (-1,), jnp.int32)
 
     def body(s: _Loop) -> _Loop:
@@ -128,9 +137,7 @@ def make_sampler(model_cfg: ModelConfig, cfg: SamplingConfig, mesh: Mesh | None 
     batch is split over ('data', 'fsdp') and the parameters keep the model's sharding."""
 
     def run(params, prompts, prompt_mask, key):
-        prompts = jnp.repeat(prompts, group_size, axis=0)
-        prompt_mask = jnp.repeat(prompt_mask, group_size, axis=0)
-        return generate(model_cfg, cfg, params, prompts, prompt_mask, key)
+        return generate(model_cfg, cfg, params, prompts, prompt_mask, key, group_size)
 
     if mesh is None:
         return jax.jit(run)

@@ -89,8 +89,8 @@ def extract_answer(completion: str, mode: str = "auto") -> list[str]:
 
     mode 'answer_tag': the last <answer>...</answer> (R1-Zero template);
     'boxed': the last \\boxed{} (R1 style; several boxed answers also give their list);
-    'last_number': the last number; 'auto': answer tag, else boxed, else an
-    "answer is ..." phrase, else the last math span of the last line, else the last number.
+    'last_number': the last number; 'auto': answer tag, else boxed, else a GSM8K-style
+    "#### N" line, else an "answer is ..." phrase, else the last math span of the last line, else the last number.
     """
     text = completion[-MAX_COMPLETION_CHARS:]
     if mode not in ("auto", "answer_tag", "boxed", "last_number"):
@@ -110,6 +110,9 @@ def extract_answer(completion: str, mode: str = "auto") -> list[str]:
         if mode == "boxed":
             return []
     if mode == "auto":
+        hashes = re.findall(r"^####\s*(\S[^\n]*?)\s*$", text, re.M)  # GSM8K's final-answer line
+        if hashes:
+            return [hashes[-1]]
         phrases = list(_PHRASE.finditer(text))
         if phrases:
             cand = phrases[-1].group(1).strip()
