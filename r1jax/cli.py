@@ -49,6 +49,19 @@ def _convert(args) -> None:
         print(f"wrote Hugging Face {cfg.arch} checkpoint to {args.dst}")
 
 
+def _init_distributed() -> None:
+    """Join the other hosts of a multi-host run before anything touches a device: on a Cloud
+    TPU pod slice (TPU_WORKER_HOSTNAMES lists several workers) JAX finds its peers itself;
+    elsewhere (GPU clusters) set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID."""
+    import os
+    import jax
+    if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        jax.distributed.initialize()
+    elif os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize(os.environ["JAX_COORDINATOR_ADDRESS"], int(os.environ["JAX_NUM_PROCESSES"]),
+                                   int(os.environ["JAX_PROCESS_ID"]))
+
+
 def main(argv: list[str] | None = None) -> None:
     from r1jax.pipeline import PretrainConfig, R1ZeroConfig, WorldConfig
 
@@ -77,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="parameter dtype for hf-to-ckpt (default: the checkpoint's)")
 
     args = parser.parse_args(argv)
+    if args.command not in ("plan", "convert"):
+        _init_distributed()
     if args.command == "world":
         from r1jax.pipeline import world, world_table
         print(world_table(world(_config_from_args(WorldConfig, args))))

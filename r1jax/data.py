@@ -12,14 +12,19 @@ __all__ = ["lm_batches"]
 
 
 def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: int, pad_id: int,
-               seed: int, loss_from: Sequence[int] | None = None) -> grain.IterDataset:
+               seed: int, loss_from: Sequence[int] | None = None, pack: bool = False) -> grain.IterDataset:
     """Endless shuffled batches of right-padded token sequences for next-token training.
 
     Each batch is {'tokens' [B, T] int32, 'mask' [B, T] bool, 'loss_mask' [B, T] float32}
-    with B = batch_size // process_count (this host's share: each host reads a disjoint
-    shard). `loss_from[i]` is the first token of example i that is trained on (e.g. the
-    first response token in SFT; default 0). Save `iterator.get_state()` with a checkpoint
-    and `set_state` it on restart to continue exactly where the run stopped.
+    with T = seq_len and B = batch_size // process_count (this host's rows of the global
+    batch). `loss_from[i]` is the first token of example i that is trained on (e.g. the first
+    response token in SFT; default 0). Save `iterator.get_state()` with a checkpoint and
+    `set_state` it on restart to continue exactly where the run stopped.
+
+    pack=True fills each row with several whole examples (in a seeded random order, so batches
+    stay i.i.d.) instead of padding every short example to seq_len, and adds 'segment_ids'
+    (1, 2, ... per example, 0 at padding) and 'positions' (restarting at 0 per example) for
+    `r1jax.model.forward`, which then keeps attention inside each example.
     """
     too_long = [i for i, e in enumerate(examples) if len(e) > seq_len]
     if too_long:
@@ -29,14 +34,35 @@ def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: i
         raise ValueError(f"batch_size {batch_size} is not divisible by {jax.process_count()} hosts")
     starts = [0] * len(examples) if loss_from is None else list(loss_from)
 
-    def to_arrays(i: int) -> dict:
-        ids = np.asarray(examples[i], np.int32)
-        tokens = np.full(seq_len, pad_id, np.int32)
-        tokens[:len(ids)] = ids
-        mask = np.arange(seq_len) < len(ids)
-        return {"tokens": tokens, "mask": mask, "loss_mask": (mask & (np.arange(seq_len) >= starts[i])).astype(
-            np.float32)}
+    # Every host builds the same global rows from the same seed and keeps its share of each batch.
+    rows: list[list[int]] = []
+    for i in np.random.default_rng(seed).permutation(len(examples)).tolist():
+        if not rows or not pack or sum(len(examples[j]) for j in rows[-1]) + len(examples[i]) > seq_len:
+            rows.append([])
+        rows[-1].append(i)
+    n_batches = len(rows) // batch_size
+    if n_batches == 0:
+        raise ValueError(f"{len(examples)} examples make {len(rows)} rows, fewer than one batch of {batch_size}")
+    share = batch_size // jax.process_count()
 
-    ds = grain.MapDataset.range(len(examples)).shuffle(seed=seed).repeat(None)
-    ds = ds[jax.process_index()::jax.process_count()]
-    return ds.map(to_arrays).batch(batch_size // jax.process_count(), drop_remainder=True).to_iter_dataset()
+    def to_arrays(b: int) -> dict:
+        first = b * batch_size + jax.process_index() * share
+        tokens = np.full((share, seq_len), pad_id, np.int32)
+        loss_mask = np.zeros((share, seq_len), np.float32)
+        segments = np.zeros((share, seq_len), np.int32)
+        positions = np.zeros((share, seq_len), np.int32)
+        for r, row in enumerate(rows[first:first + share]):
+            at = 0
+            for s, i in enumerate(row):
+                n = len(examples[i])
+                tokens[r, at:at + n] = examples[i]
+                loss_mask[r, at + starts[i]:at + n] = 1.0
+                segments[r, at:at + n] = s + 1
+                positions[r, at:at + n] = np.arange(n)
+                at += n
+        out = {"tokens": tokens, "mask": segments > 0, "loss_mask": loss_mask}
+        if pack:
+            out.update(segment_ids=segments, positions=positions)
+        return out
+
+    return grain.MapDataset.range(n_batches).shuffle(seed=seed).repeat(None).map(to_arrays).to_iter_dataset()

@@ -90,20 +90,23 @@ class Cache:
     """KV cache shared by a batch. Every sequence writes the same slots, so a left-padded
     batch keeps one scalar write position; per-sequence RoPE positions come from the caller."""
 
-    k: jax.Array  # [L, B, S, K, H]
-    v: jax.Array  # [L, B, S, K, H]
+    # k [L, B, K, H, S] and v [L, B, K, S, H]: the layouts a decode step's attention reads
+    # with no transpose (a [L, B, S, K, H] cache was copied into another layout every step)
+    k: jax.Array
+    v: jax.Array
     valid: jax.Array  # [B, S] bool: slot holds a real (non-padding) token
     end: jax.Array  # [] int32: slots written so far
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int) -> Cache:
-    shape = (cfg.n_layers, batch, max_len, cfg.n_kv_heads, cfg.head_dim)
-    return Cache(k=jnp.zeros(shape, cfg.dtype), v=jnp.zeros(shape, cfg.dtype),
+    v_shape = (cfg.n_layers, batch, cfg.n_kv_heads, max_len, cfg.head_dim)
+    k_shape = (cfg.n_layers, batch, cfg.n_kv_heads, cfg.head_dim, max_len)
+    return Cache(k=jnp.zeros(k_shape, cfg.dtype), v=jnp.zeros(v_shape, cfg.dtype),
                  valid=jnp.zeros((batch, max_len), bool), end=jnp.zeros((), jnp.int32))
 
 
 def cache_axes() -> Cache:
-    kv = ("layers", "batch", None, "kv_heads", None)
+    kv = ("layers", "batch", "kv_heads", None, None)
     return Cache(k=kv, v=kv, valid=("batch", None), end=())
 
 
@@ -143,21 +146,40 @@ def _rms_norm(x: jax.Array, w: jax.Array, eps: float) -> jax.Array:
     return normed.astype(x.dtype) * w.astype(x.dtype)
 
 
-def _attention(q, k, v, allowed, dtype):
-    """q [B,T,N,H], k/v [B,S,K,H], allowed [B,T,S] -> [B,T,N,H]; softmax in float32."""
+def _scores(q, kt):
+    """q [B,T,K,G,H], keys kt [B,K,H,S] -> float32 [B,K,G,T,S]."""
+    if q.shape[1] == 1:  # decode: one fused multiply-reduce that reads the cache once (XLA's
+        # batched matmuls of this shape were 3-5x slower on CPU)
+        return (q[:, 0, :, :, :, None].astype(jnp.float32) * kt[:, :, None].astype(jnp.float32)).sum(-2)[:, :, :, None]
+    return jnp.einsum("BTKGH,BKHS->BKGTS", q, kt, preferred_element_type=jnp.float32)
+
+
+def _mix(probs, v):
+    """probs [B,K,G,T,S], values v [B,K,S,H] -> [B,T,K,G,H]."""
+    if probs.shape[3] == 1:
+        return (probs[:, :, :, 0, :, None] * v[:, :, None]).sum(-2)[:, None]
+    return jnp.einsum("BKGTS,BKSH->BTKGH", probs, v)
+
+
+def _attention(q, blocks, dtype):
+    """q [B,T,N,H] against key/value blocks [(k [B,K,H,S], v [B,K,S,H], allowed [B,T,S]), ...]
+    -> [B,T,N,H]. One softmax (float32) over all blocks' keys, so a decode step attends to the
+    cache and to its own new keys without first writing them into a copy of the cache."""
     B, T, N, H = q.shape
-    K = k.shape[2]
+    K = blocks[0][0].shape[1]
     q = q.reshape(B, T, K, N // K, H) * jnp.asarray(H ** -0.5, dtype)
-    scores = jnp.einsum("BTKGH,BSKH->BKGTS", q, k, preferred_element_type=jnp.float32)
-    scores = jnp.where(allowed[:, None, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
-    out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v)
+    scores = [jnp.where(allowed[:, None, None], _scores(q, k.astype(dtype)), jnp.finfo(jnp.float32).min)
+              for k, _, allowed in blocks]
+    probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1), axis=-1).astype(dtype)
+    splits = np.cumsum([k.shape[3] for k, _, _ in blocks])[:-1]
+    out = sum(_mix(pr, v.astype(dtype)) for pr, (_, v, _) in zip(jnp.split(probs, splits, axis=-1), blocks))
     return out.reshape(B, T, N, H)
 
 
-def _layer(cfg: ModelConfig, x, p, k_cache, v_cache, positions, allowed, write_at, inv_freq, layer=None):
-    """One decoder block. With a cache ([L, B, S, K, H], carried through the layer scan so that it
-    is updated in place rather than copied per layer), new keys/values go to slot `write_at`."""
+def _layer(cfg: ModelConfig, x, p, positions, allowed, inv_freq, cached=None):
+    """One decoder block -> (x, new keys, new values). `cached` = (k, v, allowed) of this
+    layer's cache slots (k [B, K, H, S], v [B, K, S, H]), read only: the caller writes the new
+    keys and values after the scan."""
     dt = jnp.dtype(cfg.dtype)
     p = jax.tree.map(lambda w: w.astype(dt), p)
     h = _rms_norm(x, p["attn_norm"], cfg.norm_eps)
@@ -167,23 +189,19 @@ def _layer(cfg: ModelConfig, x, p, k_cache, v_cache, positions, allowed, write_a
     if cfg.qkv_bias:
         q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
     q = constrain(_rope(q, positions, inv_freq), ("batch", None, "heads", None))
-    k = _rope(k, positions, inv_freq)
-    if k_cache is not None:
-        k_cache = jax.lax.dynamic_update_slice(k_cache, k[None].astype(k_cache.dtype), (layer, 0, write_at, 0, 0))
-        v_cache = jax.lax.dynamic_update_slice(v_cache, v[None].astype(v_cache.dtype), (layer, 0, write_at, 0, 0))
-        k, v = k_cache[layer], v_cache[layer]
-    attn = _attention(q, k, v, allowed, dt)
+    k, v = _rope(k, positions, inv_freq).transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # [B,K,H,T], [B,K,T,H]
+    attn = _attention(q, ([cached] if cached is not None else []) + [(k, v, allowed)], dt)
     x = x + jnp.einsum("BTNH,NHD->BTD", attn, p["wo"])
     h = _rms_norm(x, p["mlp_norm"], cfg.norm_eps)
     gate = jnp.einsum("BTD,DF->BTF", h, p["w_gate"])
     up = jnp.einsum("BTD,DF->BTF", h, p["w_up"])
     hidden = constrain(jax.nn.silu(gate) * up, ("batch", None, "mlp"))
     x = x + jnp.einsum("BTF,FD->BTD", hidden, p["w_down"])
-    return constrain(x, ("batch", None, None)), k_cache, v_cache
+    return constrain(x, ("batch", None, None)), k, v
 
 
 def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array | None = None,
-            cache: Cache | None = None, *, mask: jax.Array | None = None,
+            cache: Cache | None = None, *, mask: jax.Array | None = None, segment_ids: jax.Array | None = None,
             return_hidden: bool = False) -> tuple[jax.Array, Cache | None]:
     """Logits [B, T, V] (float32) for tokens [B, T], and the updated cache.
 
@@ -193,6 +211,8 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
         Without a cache the call is a plain causal forward over `tokens`.
     mask: [B, T] bool, False at padding tokens (default: no padding). Padding keys are
         never attended to; outputs at padding positions are meaningless.
+    segment_ids: [B, T] int (no cache): several documents packed into one row; a token only
+        attends to earlier tokens of its own segment (pass positions that restart per segment).
     return_hidden: return the final normed hidden states [B, T, D] instead of logits
         (for heads other than the LM head, e.g. a reward model).
     """
@@ -201,35 +221,42 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
     if positions is None:
         positions = jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
     mask = jnp.ones((B, T), bool) if mask is None else mask.astype(bool)
-    if cache is None:
-        key_valid = mask
-    else:
-        key_valid = jax.lax.dynamic_update_slice(cache.valid, mask, (0, offset))
-    S = key_valid.shape[1]
-    q_idx = offset + jnp.arange(T)
-    k_idx = jnp.arange(S)
-    # causal over cache slots, never a padding key; each query may always see itself so that a
-    # padding row has a finite softmax (its output is discarded anyway).
-    allowed = ((k_idx[None, :] <= q_idx[:, None])[None] & key_valid[:, None, :]) | (
-        k_idx[None, :] == q_idx[:, None])[None]
+    # Among the new tokens: causal, never a padding key; each query may always see itself so
+    # that a padding row has a finite softmax (its output is discarded anyway).
+    causal = jnp.tril(jnp.ones((T, T), bool))
+    allowed = (causal[None] & mask[:, None, :]) | jnp.eye(T, dtype=bool)[None]
+    if segment_ids is not None:
+        if cache is not None:
+            raise ValueError("segment_ids (packed documents) are for training forwards without a cache")
+        allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
 
     dt = jnp.dtype(cfg.dtype)
     x = constrain(params["embed"][tokens].astype(dt), ("batch", None, None))
     inv_freq = rope_inv_freq(cfg)
 
-    def body(carry, xs):
-        x, k_c, v_c = carry
-        p, layer = xs
-        x, k_c, v_c = _layer(cfg, x, p, k_c, v_c, positions, allowed, offset, inv_freq, layer)
-        return (x, k_c, v_c), None
+    if cache is None:
+        def body(x, p):
+            x, _, _ = _layer(cfg, x, p, positions, allowed, inv_freq)
+            return x, None
+        xs = params["layers"]
+    else:
+        # cache slots written by earlier calls (all before this call's tokens)
+        old_allowed = ((jnp.arange(cache.valid.shape[1]) < offset)[None] & cache.valid)[:, None, :]
 
+        def body(x, xs):
+            p, k_c, v_c = xs
+            x, k, v = _layer(cfg, x, p, positions, allowed, inv_freq, (k_c, v_c, old_allowed))
+            return x, (k, v)
+        xs = (params["layers"], cache.k, cache.v)
     if cfg.remat:
         body = jax.checkpoint(body, prevent_cse=False)
-    carry = (x, None, None) if cache is None else (x, cache.k, cache.v)
-    (x, k_new, v_new), _ = jax.lax.scan(body, carry, (params["layers"], jnp.arange(cfg.n_layers)))
+    x, new_kv = jax.lax.scan(body, x, xs)
+    if cache is not None:  # one in-place write of every layer's new keys and values
+        k_new = jax.lax.dynamic_update_slice(cache.k, new_kv[0].astype(cache.k.dtype), (0, 0, 0, 0, offset))
+        v_new = jax.lax.dynamic_update_slice(cache.v, new_kv[1].astype(cache.v.dtype), (0, 0, 0, offset, 0))
+        cache = Cache(k=k_new, v=v_new, valid=jax.lax.dynamic_update_slice(cache.valid, mask, (0, offset)),
+                      end=offset + T)
     x = _rms_norm(x, params["final_norm"], cfg.norm_eps)
-    if cache is not None:
-        cache = Cache(k=k_new, v=v_new, valid=key_valid, end=offset + T)
     if return_hidden:
         return x, cache
     return lm_head(cfg, params, x), cache

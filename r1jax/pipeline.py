@@ -26,11 +26,12 @@ from r1jax import checkpoint, data, losses, report, sampling, sharding, train
 from r1jax.config import MeshConfig, ModelConfig, from_dict, get_preset, override
 from r1jax.rewards import RewardConfig, compute_rewards
 from r1jax.tasks import generate
-from r1jax.tokenizer import render_r1_zero
+from r1jax.tokenizer import R1_ZERO_TEMPLATE, render_r1_zero
 from r1jax.model import forward
 from r1jax.tokenizer import load_tokenizer, train_sentencepiece
 
-__all__ = ["PretrainConfig", "pretrain", "world_corpus", "world_response", "R1ZeroConfig", "r1_zero"]
+__all__ = ["PretrainConfig", "pretrain", "world_corpus", "world_response", "R1ZeroConfig", "r1_zero", "rollout",
+           "evaluate_policy", "WorldConfig", "world"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +40,8 @@ class PretrainConfig:
     model: str = "small"  # a preset name; vocab_size is replaced by the tokenizer's
     vocab_size: int = 512
     steps: int = 600
-    batch_size: int = 32
-    seq_len: int = 192
+    batch_size: int = 16  # rows of seq_len tokens, each packed with several documents
+    seq_len: int = 256
     learning_rate: float = 3e-3
     warmup_steps: int = 30
     checkpoint_every: int = 100
@@ -51,52 +52,47 @@ class PretrainConfig:
 
 
 # How the base's training documents answer a problem, and how often. Like web text, most
-# answers are terse or sloppy: short guesses, solutions with a slip, broken formats; careful
-# step-by-step work is a minority and self-correction ("wait, let me check") is rare.
-STYLES = {"steps": 0.20, "guess": 0.25, "slip": 0.15, "reflect": 0.05, "broken": 0.35}
+# answers are terse or sloppy: half are guesses, and worked solutions often carry an uncaught
+# slip. A few writers re-check every step by counting ("Wait, let me check: 14 + 4: 15, 16,
+# 17, 18.") and fix what was wrong. Counting is slower but a small model gets it right far
+# more often than a step done at once, so RL has a reason to favour long, reflective answers.
+STYLES = {"guess": 0.50, "direct": 0.35, "check": 0.15}
+SLIP_RATE = {"direct": 0.3, "check": 0.4}  # per step
+# Independently of the style, a third of the documents end without the answer tags.
+ENDINGS = {" <answer> {v} </answer>": 0.65, " {v}": 0.20, " The answer is {v}.": 0.15}
+SLIPS = (-10, -2, -1, 1, 2, 10)
 
 
 def world_response(ex, rng: random.Random) -> tuple[str, str]:
-    """(style, response text after "Assistant:") for an `arithmetic_chain` example."""
+    """(style, response text after "Assistant:") for a `world` (or + / - `chain`) example."""
     steps = ex.metadata["steps"]
-    answer = int(ex.answer)
     style = rng.choices(list(STYLES), weights=list(STYLES.values()))[0]
-    line = lambda l, op, r, res: f"{l} {op} {r} = {res}."  # noqa: E731
-
-    def worked(slip_at=None, fix=False):
-        lines, value = [], steps[0][0]
-        for k, (_, op, r, res) in enumerate(steps):
-            true = value + r if op == "+" else value - r if op == "-" else value * r
-            if k == slip_at:
-                wrong = true + rng.choice([-10, -2, -1, 1, 2, 10])
-                lines.append(line(value, op, r, wrong))
-                if fix:
-                    lines.append(f"Wait, let me check: {value} {op} {r} = {true}, not {wrong}.")
-                else:
-                    true = wrong
-            else:
-                lines.append(line(value, op, r, true))
-            value = true
-        return " ".join(lines), value
-
-    if style == "steps":
-        text, value = worked()
-        return style, f"<think> {text} </think> <answer> {value} </answer>"
+    ending = rng.choices(list(ENDINGS), weights=list(ENDINGS.values()))[0]
     if style == "guess":
-        g = answer if rng.random() < 0.25 else answer + rng.choice([-20, -10, -5, -3, -1, 1, 3, 5, 10, 20])
-        return style, f"<think> It is about {g}. </think> <answer> {g} </answer>"
-    if style in ("slip", "reflect"):
-        text, value = worked(slip_at=rng.randrange(len(steps)), fix=style == "reflect")
-        return style, f"<think> {text} </think> <answer> {value} </answer>"
-    text, value = worked() if rng.random() < 0.5 else ("", answer + rng.choice([-5, -1, 1, 5]))
-    form = rng.choice(["The answer is {v}.", "<think> {t} </think> {v}", "<answer> {v} </answer>", "{t} So {v}."])
-    return style, form.format(t=text, v=value).strip()
+        answer = int(ex.answer)
+        value = answer if rng.random() < 0.2 else answer + rng.choice(SLIPS)
+        return style, f"<think> It is about {value}. </think>" + ending.format(v=value)
+    lines, value = [], steps[0][0]
+    for _, op, r, _ in steps:
+        true = value + r if op == "+" else value - r
+        shown = true + rng.choice(SLIPS) if rng.random() < SLIP_RATE[style] else true
+        line = f"{value} {op} {r} = {shown}."
+        if style == "check":
+            sign = 1 if op == "+" else -1
+            count = ", ".join(str(value + sign * k) for k in range(1, r + 1))
+            line += f" Wait, let me check: {value} {op} {r}: {count}. So {true}" + (
+                "." if shown == true else f", not {shown}.")
+        else:
+            true = shown  # an uncaught slip carries on
+        lines.append(line)
+        value = true
+    return style, f"<think> {' '.join(lines)} </think>" + ending.format(v=value)
 
 
 def world_corpus(n: int, seed: int) -> list[tuple[str, str]]:
     """(prompt in the R1-Zero template, response) documents of the embedded world."""
     rng = random.Random(seed + 1)
-    return [(render_r1_zero(ex.prompt), world_response(ex, rng)[1]) for ex in generate("chain", n, seed)]
+    return [(render_r1_zero(ex.prompt), world_response(ex, rng)[1]) for ex in generate("world", n, seed)]
 
 
 def _answer_accuracy(cfg: ModelConfig, params, batch: dict) -> tuple[float, float]:
@@ -114,8 +110,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     docs = world_corpus(cfg.n_examples, cfg.seed)
     tok_path = out / "tokenizer.model"
+    # The template around the question is one piece each side: the same words in every prompt
+    # would otherwise be most of every sequence on a CPU.
+    head, tail = R1_ZERO_TEMPLATE.split("{prompt}")
     tok = load_tokenizer(tok_path) if tok_path.exists() else train_sentencepiece(
-        [p + " " + r for p, r in docs[:5000]], tok_path, cfg.vocab_size)
+        [p + " " + r for p, r in docs[:5000]], tok_path, cfg.vocab_size, extra_symbols=(head, tail))
     model_cfg = override(get_preset(cfg.model), vocab_size=tok.vocab_size)
     optim = train.OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                               total_steps=cfg.steps, weight_decay=0.01)
@@ -129,7 +128,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     n_eval = max(len(examples) // 20, 1)
     eval_batch = _pad([e for e in examples[:n_eval]], answer_from[:n_eval], cfg.seq_len, tok.pad_id)
     batches = data.lm_batches(examples[n_eval:], seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                              pad_id=tok.pad_id, seed=cfg.seed, loss_from=answer_from[n_eval:])
+                              pad_id=tok.pad_id, seed=cfg.seed, loss_from=answer_from[n_eval:], pack=True)
 
     ckpt = checkpoint.Checkpointer(out / "ckpt", {"model": model_cfg, "optim": optim, "pretrain": cfg})
     state_sh = train.state_shardings(mesh, model_cfg, tx)
@@ -209,20 +208,21 @@ class R1ZeroConfig:
     reference refreshed every 400 steps, 16 mini-batches (policy updates) per rollout."""
 
     out_dir: str = "runs/r1zero"
-    base_dir: str = "runs/base"  # a `pretrain` output: tokenizer.model and ckpt/
-    families: str = "chain"  # comma-separated task families (r1jax.tasks.FAMILIES)
+    base_dir: str = "runs/base"  # tokenizer.model or tokenizer.json, and ckpt/ (e.g. a `pretrain` output)
+    families: str = "world"  # comma-separated task families (r1jax.tasks.FAMILIES)
     n_train: int = 4000  # generated training problems (drawn in a seeded order, then reused)
     steps: int = 50
     prompts_per_step: int = 16
     group_size: int = 16
     minibatches: int = 4  # policy updates per rollout
+    length_grouped: bool = True  # mini-batches of rollouts of similar length, each cut to its longest (faster)
     learning_rate: float = 1e-4
     beta: float = 0.001  # 0 runs no reference model at all
     ref_refresh: int = 400  # replace the reference by the policy every this many steps
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 80
-    max_prompt_tokens: int = 112
+    max_new_tokens: int = 160
+    max_prompt_tokens: int = 32  # the world's template is one token each side of the question
     eps_low: float = 0.2
     eps_high: float = 0.2
     kl_estimator: str = "k3"
@@ -251,6 +251,58 @@ class R1ZeroConfig:
         return RewardConfig(weights=tuple((k.strip(), float(v)) for k, v in pairs))
 
 
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole value of a (possibly multi-host) array on every host."""
+    if jax.process_count() == 1:
+        return np.asarray(jax.device_get(x))
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def rollout(sampler, params, tok, examples, max_prompt: int, key):
+    """Sample completions of `examples` in the R1-Zero template: (prompts, prompt_mask,
+    Samples on the host, decoded completion texts), G texts per example in order."""
+    prompt_ids = [[tok.bos_id, *tok.encode(render_r1_zero(ex.prompt))][-max_prompt:] for ex in examples]
+    prompts, pmask = tok.pad_batch(prompt_ids, length=max_prompt)
+    roll = jax.tree.map(to_host, sampler(params, prompts, pmask, key))
+    texts = [tok.decode([t for t in row[:n] if t != tok.eos_id]) for row, n in zip(roll.tokens, roll.lengths)]
+    return prompts, pmask, roll, texts
+
+
+def evaluate_policy(model_cfg: ModelConfig, params, tok, examples, *, samples: int = 8, temperature: float = 0.6,
+                    top_p: float = 0.95, max_new_tokens: int = 160, max_prompt_tokens: int = 32,
+                    batch_prompts: int = 32, mesh=None, seed: int = 0) -> dict:
+    """pass@1 over `samples` completions a problem (the paper's protocol: T=0.6, top-p 0.95),
+    format rate, mean length and reflection rate overall and by `metadata['n_ops']`."""
+    sampler = sampling.make_sampler(model_cfg, sampling.SamplingConfig(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop_tokens=(tok.eos_id,),
+        pad_id=tok.pad_id), mesh=mesh, group_size=samples)
+    cfg = RewardConfig(weights=(("accuracy", 1.0), ("format", 1.0)))
+    rows = []
+    for i in range(0, len(examples), batch_prompts):
+        chunk = examples[i:i + batch_prompts]
+        *_, roll, texts = rollout(sampler, params, tok, chunk, max_prompt_tokens, jax.random.key(seed + i))
+        group = [ex for ex in chunk for _ in range(samples)]
+        r = compute_rewards(texts, group, cfg)
+        rows += [(ex.metadata.get("n_ops", 0), a, f, n, report.reflection_count(t) > 0, tr)
+                 for ex, a, f, n, t, tr in zip(group, r["accuracy"], r["format"], roll.lengths, texts, roll.truncated)]
+    arr = np.array(rows, dtype=np.float64)
+
+    def stats(a):
+        return {"pass@1": a[:, 1].mean(), "format": a[:, 2].mean(), "length": a[:, 3].mean(),
+                "reflection": a[:, 4].mean(), "truncated": a[:, 5].mean()}
+
+    out = {k: float(v) for k, v in stats(arr).items()}
+    out["by_ops"] = {int(k): {n: float(v) for n, v in stats(arr[arr[:, 0] == k]).items()}
+                     for k in np.unique(arr[:, 0])}
+    out["problems"], out["samples"] = len(examples), samples
+    return out
+
+
+def _round_up(n: int, cap: int, multiple: int = 32) -> int:
+    return min(-(-max(n, 1) // multiple) * multiple, cap)
+
+
 def overlong_penalty(lengths: np.ndarray, max_new: int, buffer: int) -> np.ndarray:
     """DAPO's soft overlong punishment, in tokens: 0 up to max_new - buffer, then linear to -1."""
     return -np.clip((lengths - (max_new - buffer)) / max(buffer, 1), 0.0, 1.0)
@@ -260,7 +312,7 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
     """Run (or resume) GRPO from `cfg.base_dir`. Writes metrics.jsonl, samples.jsonl and ckpt/."""
     out, base = Path(cfg.out_dir), Path(cfg.base_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok = load_tokenizer(base / "tokenizer.model")
+    tok = load_tokenizer(base / "tokenizer.model" if (base / "tokenizer.model").exists() else base)
     model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(base / "ckpt")["model"])
     reward_cfg = cfg.rewards()
     grpo = train.GRPOConfig(eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
@@ -296,8 +348,9 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                   "ref_logp": np.zeros((B // cfg.minibatches, N), np.float32),
                   "advantages": np.zeros((B // cfg.minibatches,), np.float32)}
     update = train.compile_step(lambda s, b: train.grpo_train_step(s, b, model_cfg=model_cfg, tx=tx, cfg=grpo),
-                                mesh, state_sh, train.batch_shardings(mesh, mb_example))
-    ref_logp_fn = jax.jit(lambda p, t, m: train.completion_logprobs(model_cfg, p, t, m, N, cfg.temperature)[0])
+                                mesh, state_sh, train.batch_shardings(mesh, mb_example), batch_is_global=True)
+    ref_logp_fn = jax.jit(lambda p, t, m, n: train.completion_logprobs(model_cfg, p, t, m, n, cfg.temperature)[0],
+                          static_argnums=3)
 
     start = int(state.step) // cfg.minibatches  # one GRPO step = `minibatches` optimizer updates
     writer = report.MetricsWriter(out)
@@ -311,14 +364,11 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                 t0 = time.time()
                 key = jax.random.fold_in(base_key, step)  # the RNG stream is a function of the step: resumable
                 examples = [pool[order[(step * Q + i) % len(pool)]] for i in range(Q)]
-                prompt_ids = [[tok.bos_id, *tok.encode(render_r1_zero(ex.prompt))][-P:] for ex in examples]
-                prompts, pmask = tok.pad_batch(prompt_ids, length=P)
-                roll = jax.device_get(sampler(state.params, prompts, pmask, key))
+                prompts, pmask, roll, texts = rollout(sampler, state.params, tok, examples, P, key)
                 t_sample = time.time() - t0
 
                 t1 = time.time()
                 lengths = np.asarray(roll.lengths)
-                texts = [tok.decode([t for t in row[:n] if t != tok.eos_id]) for row, n in zip(roll.tokens, lengths)]
                 group_examples = [ex for ex in examples for _ in range(G)]
                 rewards = compute_rewards(texts, group_examples, reward_cfg)
                 total = rewards["total"].copy()
@@ -331,19 +381,32 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                 if cfg.drop_zero_variance:
                     flat = total.reshape(Q, G)
                     cmask[np.repeat(flat.std(1) == 0, G)] = 0.0
-                tokens = np.concatenate([np.repeat(prompts, G, 0), np.asarray(roll.tokens)], 1)
-                mask = np.concatenate([np.repeat(pmask, G, 0), cmask > 0], 1)
-                batch = {"tokens": tokens, "mask": mask, "completion_mask": cmask,
-                         "old_logp": np.asarray(roll.logprobs), "advantages": adv.astype(np.float32)}
-                batch["ref_logp"] = (np.asarray(ref_logp_fn(ref_params, tokens, mask)) if cfg.beta
-                                     else np.zeros_like(batch["old_logp"]))
+                # Updates see only the columns some rollout uses (rounded up to a multiple of 32,
+                # so a handful of shapes compile): early in RL most answers are short.
+                n_used, p_used = _round_up(int(lengths.max()), N), _round_up(int(pmask.sum(1).max()), P)
+                tokens = np.concatenate([np.repeat(prompts[:, P - p_used:], G, 0), roll.tokens[:, :n_used]], 1)
+                mask = np.concatenate([np.repeat(pmask[:, P - p_used:], G, 0), cmask[:, :n_used] > 0], 1)
+                batch = {"tokens": tokens, "mask": mask, "completion_mask": cmask[:, :n_used],
+                         "old_logp": np.asarray(roll.logprobs)[:, :n_used], "advantages": adv.astype(np.float32)}
                 t_reward = time.time() - t1
 
                 t2 = time.time()
-                perm = np.random.default_rng([cfg.seed, step]).permutation(B)
+                rng = np.random.default_rng([cfg.seed, step])
+                perm = rng.permutation(B)
+                if cfg.length_grouped:  # rollouts of similar length share a mini-batch, in random order
+                    perm = perm[np.argsort(lengths[perm], kind="stable")]
+                minibatches = np.split(perm, cfg.minibatches)
+                if cfg.length_grouped:
+                    minibatches = [minibatches[i] for i in rng.permutation(cfg.minibatches)]
                 step_metrics = []
-                for mb in np.split(perm, cfg.minibatches):
-                    state, m = update(state, {k: v[mb] for k, v in batch.items()})
+                for mb in minibatches:
+                    n_mb = _round_up(int(lengths[mb].max()), N)  # each mini-batch cut to its longest rollout
+                    mb_batch = {k: v[mb][:, :p_used + n_mb] if k in ("tokens", "mask") else
+                                v[mb][:, :n_mb] if v.ndim == 2 else v[mb] for k, v in batch.items()}
+                    # the reference is frozen, so scoring it a mini-batch at a time bounds its memory
+                    mb_batch["ref_logp"] = (ref_logp_fn(ref_params, mb_batch["tokens"], mb_batch["mask"], n_mb)
+                                            if cfg.beta else np.zeros_like(mb_batch["old_logp"]))
+                    state, m = update(state, mb_batch)
                     step_metrics.append(m)
                 step_metrics = jax.device_get(step_metrics)
                 t_update = time.time() - t2
@@ -354,6 +417,8 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                 m.update({f"reward/{k}": float(v.mean()) for k, v in rewards.items()})
                 n_tok = int(lengths.sum())
                 reflective = np.array([report.reflection_count(t) > 0 for t in texts])
+                n_ops = np.array([ex.metadata.get("n_ops", 0) for ex in group_examples])
+                m.update({f"response_length_ops{k}": float(lengths[n_ops == k].mean()) for k in np.unique(n_ops) if k})
                 m.update(accuracy=float(rewards.get("accuracy", np.zeros(1)).mean()),
                          reflection_rate=float(reflective.mean()),
                          response_length_mean=float(lengths.mean()), response_length_max=int(lengths.max()),
@@ -362,14 +427,17 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                          time_reward=t_reward, time_update=t_update)
                 writer.write(step + 1, m)
                 correct = rewards.get("accuracy", np.zeros(B))
-                for i in np.flatnonzero(reflective & (correct > 0))[:2]:  # candidate "aha" moments
+                lead = jax.process_index() == 0  # one host writes the logs
+                for i in np.flatnonzero(reflective & (correct > 0))[:2 * lead]:  # candidate "aha" moments
                     aha_log.write(json.dumps({"step": step + 1, "prompt": group_examples[i].prompt,
                                               "answer": group_examples[i].answer, "completion": texts[i]}) + "\n")
-                if step % cfg.sample_every == 0 or step + 1 == cfg.steps:
+                if lead and (step % cfg.sample_every == 0 or step + 1 == cfg.steps):
                     for i in range(0, B, G):  # the first sample of every prompt
                         samples_log.write(json.dumps({"step": step + 1, "prompt": examples[i // G].prompt,
                                                       "answer": examples[i // G].answer, "completion": texts[i],
                                                       **{k: float(v[i]) for k, v in rewards.items()}}) + "\n")
+                samples_log.flush()
+                aha_log.flush()
                 bar.set_postfix(reward=f"{m['reward/total']:.2f}", acc=f"{m['accuracy']:.2f}",
                                 len=f"{m['response_length_mean']:.0f}")
                 bar.update(1)
@@ -385,3 +453,74 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
         report.plot_metrics(out)
         summary["report"] = str(report.write_report(out, "R1-Zero run", summary))
     return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    """The main job on the embedded CPU world: pretrain a base, evaluate it, run R1-Zero from
+    it, evaluate the policy. Settings of each stage not listed here are their configs' defaults."""
+
+    out_dir: str = "runs/world"
+    model: str = "small"  # the base's preset
+    pretrain_steps: int = 800
+    pretrain_batch: int = 64
+    rl_steps: int = 100
+    eval_problems: int = 64  # held-out problems (none appears in pretraining or RL)
+    eval_samples: int = 8  # completions per problem for pass@1 (T=0.6, top-p 0.95, as the paper)
+    seed: int = 0
+    mesh: str = ""
+
+
+def world(cfg: WorldConfig) -> dict:
+    """Run (or resume) the whole world job; writes `world.md` and `world.json` in `out_dir`."""
+    out = Path(cfg.out_dir)
+    t0 = time.time()
+    pre = PretrainConfig(out_dir=str(out / "base"), model=cfg.model, steps=cfg.pretrain_steps, batch_size=cfg.pretrain_batch,
+                         seed=cfg.seed, mesh=cfg.mesh)
+    rl = R1ZeroConfig(out_dir=str(out / "r1zero"), base_dir=pre.out_dir, steps=cfg.rl_steps, seed=cfg.seed,
+                      mesh=cfg.mesh)
+    pretrain(pre)
+    t_pre = time.time() - t0
+    seen = {ex.prompt for ex in generate("world", pre.n_examples, pre.seed)}
+    seen |= {ex.prompt for ex in generate("world", rl.n_train, rl.seed)}
+    heldout = [ex for ex in generate("world", 8 * cfg.eval_problems, cfg.seed + 7919) if ex.prompt not in seen]
+    if len(heldout) < cfg.eval_problems:
+        raise ValueError(f"only {len(heldout)} generated problems are not in the training sets; "
+                         f"lower eval_problems ({cfg.eval_problems})")
+    heldout = heldout[:cfg.eval_problems]
+    tok = load_tokenizer(Path(pre.out_dir) / "tokenizer.model")
+    model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(Path(pre.out_dir) / "ckpt")["model"])
+    mesh = sharding.make_mesh(MeshConfig.parse(cfg.mesh) if cfg.mesh else MeshConfig(data=jax.device_count()))
+
+    def evaluate(ckpt_dir: Path) -> dict:
+        params = checkpoint.restore_params(ckpt_dir, model_cfg, mesh)
+        return evaluate_policy(model_cfg, params, tok, heldout, samples=cfg.eval_samples,
+                               max_new_tokens=rl.max_new_tokens, max_prompt_tokens=rl.max_prompt_tokens,
+                               mesh=mesh, seed=cfg.seed)
+
+    base_eval = evaluate(Path(pre.out_dir) / "ckpt")
+    t1 = time.time()
+    r1_zero(rl)
+    t_rl = time.time() - t1
+    final_eval = evaluate(Path(rl.out_dir) / "ckpt")
+    result = {"base": base_eval, "r1_zero": final_eval, "minutes": {
+        "pretrain": t_pre / 60, "r1_zero": t_rl / 60, "total": (time.time() - t0) / 60}}
+    (out / "world.json").write_text(json.dumps(result, indent=2))
+    (out / "world.md").write_text(world_table(result))
+    return result
+
+
+def world_table(result: dict) -> str:
+    """Markdown: base against R1-Zero policy on the held-out problems, overall and by difficulty."""
+    b, f = result["base"], result["r1_zero"]
+    lines = [f"Held-out problems: {b['problems']}, {b['samples']} samples each (T=0.6, top-p 0.95).", "",
+             "| metric | base | R1-Zero |", "|---|---|---|"]
+    for k in ("pass@1", "format", "length", "reflection", "truncated"):
+        lines.append(f"| {k} | {b[k]:.3f} | {f[k]:.3f} |")
+    lines += ["", "| operations | base pass@1 | R1-Zero pass@1 | base length | R1-Zero length |", "|---|---|---|---|---|"]
+    for k in sorted(b["by_ops"], key=int):
+        bb, ff = b["by_ops"][k], f["by_ops"][k]
+        lines.append(f"| {k} | {bb['pass@1']:.3f} | {ff['pass@1']:.3f} | {bb['length']:.1f} | {ff['length']:.1f} |")
+    m = result["minutes"]
+    lines += ["", f"Minutes: pretraining {m['pretrain']:.1f}, R1-Zero {m['r1_zero']:.1f}, total {m['total']:.1f}."]
+    return "\n".join(lines) + "\n"

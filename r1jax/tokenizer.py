@@ -123,7 +123,8 @@ class HFTokenizer(_Common):
 
 def train_sentencepiece(texts: Iterable[str], path: str | os.PathLike, vocab_size: int = 2048,
                         model_type: str = "bpe", extra_symbols: Sequence[str] = ()) -> SentencePieceTokenizer:
-    """Train a sentencepiece model on `texts`, write it to `path` and load it.
+    """Train a sentencepiece model on `texts`, write it to `path` and load it. `extra_symbols`
+    become single pieces (spaces allowed), e.g. the constant text of a prompt template.
 
     Settings chosen for RL on generated text: identity normalisation and no dummy prefix so
     decode(a + b) == decode(a) + decode(b) (prompt and completion are decoded apart), digits
@@ -138,7 +139,8 @@ def train_sentencepiece(texts: Iterable[str], path: str | os.PathLike, vocab_siz
     model = io.BytesIO()
     spm.SentencePieceTrainer.Train(
         sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size, model_type=model_type,
-        user_defined_symbols=list(SPECIAL_TOKENS) + list(extra_symbols),
+        # sentencepiece sees spaces as U+2581, so a symbol with spaces must be written that way
+        user_defined_symbols=[s.replace(" ", "\u2581") for s in (*SPECIAL_TOKENS, *extra_symbols)],
         pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
         pad_piece="<pad>", unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>",
         byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",

@@ -106,10 +106,12 @@ def batch_shardings(mesh: Mesh, batch: dict) -> dict:
 def lm_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig,
                   tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
     """One next-token-prediction step. batch: tokens [B, T] int, mask [B, T] (real tokens),
-    loss_mask [B, T] (tokens that are predicted, e.g. response only for SFT)."""
+    loss_mask [B, T] (tokens that are predicted, e.g. response only for SFT); packed batches
+    also carry positions and segment_ids [B, T] (see `r1jax.data.lm_batches(pack=True)`)."""
 
     def loss_fn(params):
-        logits, _ = forward(model_cfg, params, batch["tokens"], mask=batch["mask"])
+        logits, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
+                            segment_ids=batch.get("segment_ids"))
         return losses.next_token_loss(logits, batch["tokens"], batch["loss_mask"])
 
     (loss, n_tokens), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -172,14 +174,28 @@ def grpo_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig, t
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def compile_step(step_fn: Callable, mesh: Mesh, state_sharding: TrainState, batch_sharding: dict) -> Callable:
+def compile_step(step_fn: Callable, mesh: Mesh, state_sharding: TrainState, batch_sharding: dict,
+                 batch_is_global: bool = False) -> Callable:
     """jit `step_fn(state, batch) -> (state, metrics)` with explicit shardings; the input
     state is donated (its buffers are reused for the new state). Runs under the mesh so
-    activation annotations (`r1jax.sharding.constrain`) take effect."""
+    activation annotations (`r1jax.sharding.constrain`) take effect.
+
+    On several hosts a numpy batch becomes one global array: by default each host passes its
+    own rows (`r1jax.data.lm_batches` gives each host its share); with `batch_is_global` every
+    host holds the whole batch (e.g. rollouts every host computed alike) and contributes the
+    slices its devices own."""
     jitted = jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding),
                      out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
 
+    def to_global(x, sh):
+        if jax.process_count() == 1 or isinstance(x, jax.Array):
+            return x
+        if batch_is_global:
+            return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
+        return jax.make_array_from_process_local_data(sh, x)
+
     def run(state, batch):
+        batch = {k: to_global(v, batch_sharding[k]) for k, v in batch.items()}
         with jax.set_mesh(mesh):
             return jitted(state, batch)
 

@@ -69,14 +69,15 @@ def test_updates_follow_the_advantages(rollout):
     assert (seq_change[adv > 0] > 0).all() and (seq_change[adv < 0] < 0).all()
 
 
-def test_sharded_grpo_step_matches_one_device(rollout):
+@pytest.mark.parametrize("shape", [(8, 1, 1), (2, 2, 2), (1, 2, 4)])
+def test_sharded_grpo_step_matches_one_device(rollout, shape):
     cfg, _, state, batch = rollout
     # lr 1e-3 as in test_sharding: Adam's first step lr * g / (|g| + eps) amplifies float noise at larger lr
     tx = train.make_optimizer(train.OptimConfig(learning_rate=1e-3, schedule="constant", weight_decay=0.0))
     gcfg = train.GRPOConfig(beta=0.04, temperature=T)
     fn = lambda s, b: train.grpo_train_step(s, b, model_cfg=cfg, tx=tx, cfg=gcfg)  # noqa: E731
     ref_state, ref_m = jax.jit(fn)(state, batch)
-    mesh = sharding.make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    mesh = sharding.make_mesh(MeshConfig(*shape))
     state_sh = train.state_shardings(mesh, cfg, tx)
     step = train.compile_step(fn, mesh, state_sh, train.batch_shardings(mesh, batch))
     new_state, m = step(jax.device_put(state, state_sh), batch)

@@ -71,3 +71,30 @@ def test_convert_round_trip_through_the_cli(tmp_path, tiny_cfg, capsys):
     assert cfg2 == tiny_cfg
     for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(params2)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_world_corpus_styles_are_right_where_they_claim_to_be():
+    import random
+    import re
+    from r1jax.tasks import generate
+
+    rng, counts, checks = random.Random(0), {s: 0 for s in pipeline.STYLES}, 0
+    examples = generate("world", 4000, 5)
+    for ex in examples:
+        style, text = pipeline.world_response(ex, rng)
+        counts[style] += 1
+        final = re.findall(r"-?\d+", text.split("</think>")[1])[-1]
+        if style == "check":
+            assert final == ex.answer, text  # every slip is caught, so re-checked work ends right
+            for a, op, b, count, result in re.findall(r"Wait, let me check: (-?\d+) ([+-]) (\d+): ([-\d, ]+)\. So (-?\d+)",
+                                                      text):
+                sign = 1 if op == "+" else -1
+                # counting one at a time from a, b times, lands on the true result
+                assert [int(x) for x in count.split(", ")] == [int(a) + sign * k for k in range(1, int(b) + 1)]
+                assert int(result) == int(a) + sign * int(b)
+                checks += 1
+        else:
+            assert "Wait" not in text
+    assert checks > 1000
+    for style, share in pipeline.STYLES.items():
+        assert abs(counts[style] / len(examples) - share) < 0.03, counts

@@ -79,3 +79,43 @@ def test_interrupted_r1_zero_resumes_exactly(base, tmp_path, monkeypatch):
 def test_overlong_penalty_counts_tokens():
     np.testing.assert_allclose(pipeline.overlong_penalty(np.array([10, 40, 44, 48, 60]), 48, 8),
                                [0, 0, -0.5, -1, -1])
+
+
+def test_world_main_job_end_to_end(tmp_path):
+    from r1jax.tasks import generate
+    from r1jax.tokenizer import load_tokenizer
+    cfg = pipeline.WorldConfig(out_dir=str(tmp_path), model="tiny", pretrain_steps=6, pretrain_batch=4, rl_steps=2,
+                               eval_problems=6, eval_samples=2)
+    result = pipeline.world(cfg)
+    base, final = result["base"], result["r1_zero"]
+    assert base["problems"] == final["problems"] == 6 and base["samples"] == 2
+    for ev in (base, final):
+        assert 0 <= ev["pass@1"] <= 1 and 0 <= ev["format"] <= 1 and ev["length"] > 0
+        counts = {int(k): None for k in ev["by_ops"]}
+        assert set(counts) <= {1, 2, 3}
+    table = (tmp_path / "world.md").read_text()
+    assert f"| pass@1 | {base['pass@1']:.3f} | {final['pass@1']:.3f} |" in table
+    assert json.loads((tmp_path / "world.json").read_text())["r1_zero"]["pass@1"] == final["pass@1"]
+    assert (tmp_path / "r1zero" / "report.md").exists() and (tmp_path / "base" / "ckpt").exists()
+
+    # evaluate_policy's numbers are those of the rollouts it draws: recompute them independently
+    model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(tmp_path / "base" / "ckpt")["model"])
+    params = checkpoint.restore_params(tmp_path / "base" / "ckpt", model_cfg)
+    tok = load_tokenizer(tmp_path / "base" / "tokenizer.model")
+    exs = generate("chain", 5, 99)
+    ev = pipeline.evaluate_policy(model_cfg, params, tok, exs, samples=3, max_new_tokens=24, batch_prompts=2, seed=4)
+    from r1jax import sampling
+    from r1jax.rewards.format import r1_zero_format
+    from r1jax.rewards.math import grade
+    sampler = sampling.make_sampler(model_cfg, sampling.SamplingConfig(
+        max_new_tokens=24, temperature=0.6, top_p=0.95, stop_tokens=(tok.eos_id,), pad_id=tok.pad_id), group_size=3)
+    right, fmt, lengths = [], [], []
+    for i in range(0, 5, 2):
+        *_, roll, texts = pipeline.rollout(sampler, params, tok, exs[i:i + 2], 32, jax.random.key(4 + i))
+        for j, t in enumerate(texts):
+            ex = exs[i + j // 3]
+            right.append(grade(t, ex.answer))
+            fmt.append(r1_zero_format(t))
+            lengths.append(int(roll.lengths[j]))
+    assert ev["pass@1"] == pytest.approx(np.mean(right)) and ev["format"] == pytest.approx(np.mean(fmt))
+    assert ev["length"] == pytest.approx(np.mean(lengths))

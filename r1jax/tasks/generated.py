@@ -17,6 +17,7 @@ eval/exec: countdown answers are checked by a small restricted parser (`countdow
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 from fractions import Fraction
@@ -877,14 +878,17 @@ def bilingual(n: int, seed: int, *, language: str = "both") -> list[Example]:
 # (6) Arithmetic chains: the embedded world's R1-Zero family
 # ---------------------------------------------------------------------------------------------
 
-def arithmetic_chain(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, max_value: int = 50
-                     ) -> list[Example]:
+def arithmetic_chain(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, max_value: int = 50,
+                     ops: str = "+-+-*") -> list[Example]:
     """Left-to-right chains "Compute 23 + 15 - 7." whose worked solution is one line per op.
 
-    Difficulty is the number of operations (uniform in [min_ops, max_ops]); multiplication
-    uses a factor up to 9. metadata['steps'] holds (left, op, right, result) per operation,
-    so a corpus can write correct, slipped or re-checked solutions of the same problem.
+    Difficulty is the number of operations (uniform in [min_ops, max_ops]); each operation is
+    drawn from `ops` (repeat a symbol to weight it); multiplication uses a factor up to 9.
+    metadata['steps'] holds (left, op, right, result) per operation, so a corpus can write
+    correct, slipped or re-checked solutions of the same problem.
     """
+    if not ops or set(ops) - set("+-*"):
+        raise ValueError(f"ops must be a non-empty string of + - *, got {ops!r}")
     _check_int("n", n, 0)
     _check_int("min_ops", min_ops, 1)
     _check_int("max_ops", max_ops, min_ops)
@@ -895,7 +899,7 @@ def arithmetic_chain(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, m
         value = rng.randint(1, max_value)
         text, steps = str(value), []
         for _ in range(rng.randint(min_ops, max_ops)):
-            op = rng.choice("+-+-*")
+            op = rng.choice(ops)
             right = rng.randint(2, 9) if op == "*" else rng.randint(1, max_value)
             result = value + right if op == "+" else value - right if op == "-" else value * right
             # a product binds tighter than the chain, so multiplying the running value needs parentheses
@@ -904,13 +908,16 @@ def arithmetic_chain(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, m
             value = result
         out.append(Example(id=f"chain-{seed}-{i}", prompt=f"Compute {text}.", answer=str(value),
                            metadata=_metadata("chain", seed, i, {"min_ops": min_ops, "max_ops": max_ops,
-                                                                 "max_value": max_value},
+                                                                 "max_value": max_value, "ops": ops},
                                               steps=steps, n_ops=len(steps))))
     return out
 
 
 FAMILIES: dict[str, Callable[..., list[Example]]] = {
     "chain": arithmetic_chain,
+    # the embedded CPU world's problems (r1jax.pipeline): short chains of small additions and
+    # subtractions, which a 1M-parameter model can learn to work out in minutes
+    "world": functools.partial(arithmetic_chain, max_value=9, ops="+-"),
     "arithmetic": arithmetic,
     "countdown": countdown,
     "linear": linear_equations,
