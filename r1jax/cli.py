@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         _init_distributed()
     if args.command == "world":
         from r1jax.pipeline import world, world_table
-        print(world_table(world(_config_from_args(WorldConfig, args))))
+        result = world(_config_from_args(WorldConfig, args))
+        print(world_table(result) if "stopped" not in result else f"stopped during {result['stopped']}; rerun to resume")
     elif args.command == "pretrain":
         from r1jax.pipeline import pretrain
         summary = pretrain(_config_from_args(PretrainConfig, args))

@@ -404,7 +404,7 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                     mb_batch = {k: v[mb][:, :p_used + n_mb] if k in ("tokens", "mask") else
                                 v[mb][:, :n_mb] if v.ndim == 2 else v[mb] for k, v in batch.items()}
                     # the reference is frozen, so scoring it a mini-batch at a time bounds its memory
-                    mb_batch["ref_logp"] = (ref_logp_fn(ref_params, mb_batch["tokens"], mb_batch["mask"], n_mb)
+                    mb_batch["ref_logp"] = (np.asarray(ref_logp_fn(ref_params, mb_batch["tokens"], mb_batch["mask"], n_mb))
                                             if cfg.beta else np.zeros_like(mb_batch["old_logp"]))
                     state, m = update(state, mb_batch)
                     step_metrics.append(m)
@@ -462,9 +462,11 @@ class WorldConfig:
 
     out_dir: str = "runs/world"
     model: str = "small"  # the base's preset
-    pretrain_steps: int = 800
-    pretrain_batch: int = 64
-    rl_steps: int = 100
+    pretrain_steps: int = 450
+    pretrain_batch: int = 16  # rows of 256 tokens, packed with documents
+    rl_steps: int = 30
+    group_size: int = 16  # R1-Zero samples per problem
+    max_new_tokens: int = 160
     eval_problems: int = 64  # held-out problems (none appears in pretraining or RL)
     eval_samples: int = 8  # completions per problem for pass@1 (T=0.6, top-p 0.95, as the paper)
     seed: int = 0
@@ -478,8 +480,9 @@ def world(cfg: WorldConfig) -> dict:
     pre = PretrainConfig(out_dir=str(out / "base"), model=cfg.model, steps=cfg.pretrain_steps, batch_size=cfg.pretrain_batch,
                          seed=cfg.seed, mesh=cfg.mesh)
     rl = R1ZeroConfig(out_dir=str(out / "r1zero"), base_dir=pre.out_dir, steps=cfg.rl_steps, seed=cfg.seed,
-                      mesh=cfg.mesh)
-    pretrain(pre)
+                      group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens, mesh=cfg.mesh)
+    if pretrain(pre)["step"] < pre.steps:  # stopped by a signal: checkpoint saved, nothing more to do
+        return {"stopped": "pretrain"}
     t_pre = time.time() - t0
     seen = {ex.prompt for ex in generate("world", pre.n_examples, pre.seed)}
     seen |= {ex.prompt for ex in generate("world", rl.n_train, rl.seed)}
@@ -500,7 +503,8 @@ def world(cfg: WorldConfig) -> dict:
 
     base_eval = evaluate(Path(pre.out_dir) / "ckpt")
     t1 = time.time()
-    r1_zero(rl)
+    if r1_zero(rl)["step"] < rl.steps:
+        return {"stopped": "r1_zero"}
     t_rl = time.time() - t1
     final_eval = evaluate(Path(rl.out_dir) / "ckpt")
     result = {"base": base_eval, "r1_zero": final_eval, "minutes": {

@@ -103,7 +103,8 @@ def write_report(out_dir: str | Path, title: str, summary: dict) -> Path:
             lines.append(f"| {key} | {rows[0][key]:.3f} | {rows[-1][key]:.3f} |")
     lines += ["", *[f"![{name}]({name})" for name in PLOTS], ""]
     if aha:
-        a = aha[-1]
+        # prefer a rollout that corrects itself ("..., not 17.") over one that only re-checks
+        a = next((x for x in reversed(aha) if re.search(r"\bnot\b", x["completion"])), aha[-1])
         lines += [f"## An \"aha\" rollout (step {a['step']})", "", f"Prompt: {a['prompt']}", "", "```",
                   a["completion"], "```", f"Reference answer: {a['answer']}; scored correct.", ""]
     else:

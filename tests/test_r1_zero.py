@@ -85,7 +85,7 @@ def test_world_main_job_end_to_end(tmp_path):
     from r1jax.tasks import generate
     from r1jax.tokenizer import load_tokenizer
     cfg = pipeline.WorldConfig(out_dir=str(tmp_path), model="tiny", pretrain_steps=6, pretrain_batch=4, rl_steps=2,
-                               eval_problems=6, eval_samples=2)
+                               group_size=4, max_new_tokens=16, eval_problems=6, eval_samples=2)
     result = pipeline.world(cfg)
     base, final = result["base"], result["r1_zero"]
     assert base["problems"] == final["problems"] == 6 and base["samples"] == 2
