@@ -1,0 +1,168 @@
+"""Train-step FLOP/s of r1jax as a share of a jitted float32 matmul's FLOP/s on this machine.
+
+    python benchmarks/bench_flops.py [--repeats 5] [--matmul-repeats 20] [--matmul 1024]
+
+Steps (each jitted and donated with `r1jax.train.compile_step`, random weights and tokens):
+`lm_train_step` on the `small` preset at [16, 256] (pretrain's default batch, two packed
+documents a row) and on the bench_grpo model (random Qwen2, hidden 256, 4 layers, 4/2 heads,
+ff 768, vocab 1024, untied head, 3.67M params) at [16, 144]; `grpo_train_step` (beta 0) on both
+at 16 rows x (16 prompt + 128 completion) tokens. The time of a step is the median of
+`--repeats` after a warm-up call; the matmul's is the median of `--matmul-repeats`, timed right
+before and after each step (on a shared machine the available compute changes from minute to
+minute), and each step's share is against the mean of those two.
+
+FLOPs are counted two ways. `model`: analytic, 2 x (matmul parameters) per token through each
+weight, the LM head only where the step computes it (all positions for lm, completion positions
+for GRPO), plus attention's two [T, T] einsums per head and layer (computed dense, so not halved
+for the causal mask); a training step is 3x the forward (the backward is twice the forward).
+`xla`: `compiled.cost_analysis()['flops']` of the same step with the layer scan unrolled (XLA
+counts a while loop's body once; everything else XLA counts is in: elementwise, softmax,
+optimizer). The share uses `model` FLOPs (the MFU convention); the xla share is shown beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from r1jax import sharding, train
+from r1jax.config import MeshConfig, ModelConfig, get_preset, override
+from r1jax.model import count_params
+
+BENCH_GRPO = ModelConfig(vocab_size=1024, d_model=256, n_layers=4, n_heads=4, n_kv_heads=2, head_dim=64, d_ff=768,
+                         qkv_bias=True, tie_embeddings=False, max_seq_len=1024)
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_flops_per_s(n: int, repeats: int) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    jax.block_until_ready(mm(a, b))
+    return 2 * n ** 3 / median_time(lambda: jax.block_until_ready(mm(a, b)), repeats)
+
+
+def model_flops(cfg: ModelConfig, batch: int, seq: int, head_positions: int) -> float:
+    """Analytic FLOPs of one training step (3 x forward) on [batch, seq] tokens."""
+    D, N, K, H, F, L = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.d_ff, cfg.n_layers
+    layer_matmul = D * N * H + 2 * D * K * H + N * H * D + 3 * D * F
+    fwd = (2 * L * layer_matmul * batch * seq + 2 * D * cfg.vocab_size * batch * head_positions
+           + L * 2 * 2 * batch * seq * seq * N * H)
+    return 3.0 * fwd
+
+
+def xla_flops(step, state, batch) -> float:
+    """XLA's count for the step. XLA counts a while loop's body once, whatever its trip count, so
+    the layer `lax.scan` is traced fully unrolled here (only for counting; the timed step is the
+    library's own)."""
+    scan = jax.lax.scan
+    jax.lax.scan = functools.partial(scan, unroll=True)
+    try:
+        cost = jax.jit(step).lower(state, batch).compile().cost_analysis()
+    finally:
+        jax.lax.scan = scan
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+def lm_batch(cfg: ModelConfig, B: int, T: int, rng) -> dict:
+    half = T // 2  # two packed documents a row, as pretrain's batches
+    seg = np.where(np.arange(T) < half, 1, 2).astype(np.int32)
+    pos = np.where(seg == 1, np.arange(T), np.arange(T) - half).astype(np.int32)
+    return {"tokens": rng.integers(0, cfg.vocab_size, (B, T)).astype(np.int32), "mask": np.ones((B, T), bool),
+            "loss_mask": np.ones((B, T), np.float32),
+            "positions": np.broadcast_to(pos, (B, T)).copy(),
+            "segment_ids": np.broadcast_to(seg, (B, T)).copy()}
+
+
+def grpo_batch(cfg: ModelConfig, B: int, P: int, N: int, rng) -> dict:
+    return {"tokens": rng.integers(0, cfg.vocab_size, (B, P + N)).astype(np.int32), "mask": np.ones((B, P + N), bool),
+            "completion_mask": np.ones((B, N), np.float32),
+            "old_logp": np.full((B, N), -np.log(cfg.vocab_size), np.float32),
+            "ref_logp": np.zeros((B, N), np.float32),
+            "advantages": rng.standard_normal(B).astype(np.float32)}
+
+
+def measure(name: str, cfg: ModelConfig, kind: str, batch: dict, repeats: int) -> dict:
+    tx = train.make_optimizer(train.OptimConfig(learning_rate=1e-5, schedule="constant", weight_decay=0.01))
+    mesh = sharding.make_mesh(MeshConfig(data=jax.device_count()))
+    state_sh = train.state_shardings(mesh, cfg, tx)
+    init = jax.jit(lambda k: train.init_state(cfg, tx, k), out_shardings=state_sh)
+    if kind == "lm":
+        step = functools.partial(train.lm_train_step, model_cfg=cfg, tx=tx)
+        B, T = batch["tokens"].shape
+        flops = model_flops(cfg, B, T, T)
+    else:
+        step = functools.partial(train.grpo_train_step, model_cfg=cfg, tx=tx, cfg=train.GRPOConfig(beta=0.0))
+        B, T = batch["tokens"].shape
+        flops = model_flops(cfg, B, T, batch["completion_mask"].shape[1])
+    with jax.set_mesh(mesh):
+        xf = xla_flops(step, init(jax.random.key(1)), batch)
+    run = train.compile_step(step, mesh, state_sh, train.batch_shardings(mesh, batch))
+    box = [init(jax.random.key(0))]
+
+    def once():
+        box[0], m = run(box[0], batch)
+        jax.block_until_ready(m)
+
+    once()  # compile
+    t = median_time(once, repeats)
+    return {"name": name, "params": count_params(box[0].params), "shape": f"{B}x{T}", "s": t, "model_flops": flops,
+            "xla_flops": xf}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--matmul-repeats", type=int, default=20)
+    ap.add_argument("--matmul", type=int, default=1024)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    small = override(get_preset("small"), max_seq_len=1024)
+    cases = [
+        ("lm_train_step small", small, "lm", lm_batch(small, 16, 256, rng)),
+        ("grpo_train_step small", small, "grpo", grpo_batch(small, 16, 16, 128, rng)),
+        ("lm_train_step 3.67M", BENCH_GRPO, "lm", lm_batch(BENCH_GRPO, 16, 144, rng)),
+        ("grpo_train_step 3.67M", BENCH_GRPO, "grpo", grpo_batch(BENCH_GRPO, 16, 16, 128, rng)),
+    ]
+    rows = []
+    for name, cfg, kind, batch in cases:
+        # the matmul is timed right before and after each step (the machine may be shared): the
+        # step's share is against their mean
+        before = matmul_flops_per_s(args.matmul, args.matmul_repeats)
+        r = measure(name, cfg, kind, batch, args.repeats)
+        after = matmul_flops_per_s(args.matmul, args.matmul_repeats)
+        rows.append({**r, "ref": (before + after) / 2, "mm": (before, after)})
+    print(f"\njax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); "
+          f"reference: jitted float32 {args.matmul}x{args.matmul} @ {args.matmul}x{args.matmul}, median of "
+          f"{args.matmul_repeats}, timed before and after each step\n")
+    print("| step | params | tokens | step s | model GFLOP | xla GFLOP | model GFLOP/s | matmul GFLOP/s (before/after) "
+          "| share of matmul (model) | share (xla) |\n|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        mf, xf = r["model_flops"] / r["s"], r["xla_flops"] / r["s"]
+        print(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {r['shape']} | {r['s']:.3f} | "
+              f"{r['model_flops'] / 1e9:.2f} | {r['xla_flops'] / 1e9:.2f} | {mf / 1e9:.1f} | "
+              f"{r['mm'][0] / 1e9:.0f}/{r['mm'][1] / 1e9:.0f} | "
+              f"{mf / r['ref']:.0%} | {xf / r['ref']:.0%} |")
+    best = max(max(r["mm"]) for r in rows)
+    print(f"\nbest matmul seen: {best / 1e9:.1f} GFLOP/s; shares against it: "
+          + ", ".join(f"{r['name']} {r['model_flops'] / r['s'] / best:.0%}" for r in rows))
+    print("target: share >= 60%")
+
+
+if __name__ == "__main__":
+    main()
