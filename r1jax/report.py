@@ -74,7 +74,11 @@ def plot_metrics(out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     rows = _read(out / "metrics.jsonl")
     written = []
+    # lengths by difficulty (operations), when the tasks say it: the paper's Figure 3 per level
+    by_ops = sorted({k for r in rows for k in r if k.startswith("response_length_ops")})
     for name, (title, series) in PLOTS.items():
+        if name == "response_length.png":
+            series = series + [(k, f"{k.removeprefix('response_length_ops')} operations") for k in by_ops]
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for key, label in series:
             pts = [(r["step"], r[key]) for r in rows if key in r]
