@@ -30,10 +30,10 @@ Memory from the planner:
       reference model      0.36 GiB
       KV cache             3.50 GiB  (sampling)
       sampling logits      0.02 GiB  (sampling)
-      activations         16.79 GiB  (update, estimate)
+      activations         16.86 GiB  (update, estimate)
       sampling phase       4.96 GiB
-      update phase        18.59 GiB
-      peak                18.59 GiB
+      update phase        18.66 GiB
+      peak                18.66 GiB
     fits on v4-32 (32 GiB HBM per chip): 58% of HBM at peak
 """
 

@@ -25,10 +25,10 @@ Memory from the planner:
       optimizer state      0.72 GiB
       gradients            0.36 GiB
       reference model      0.00 GiB
-      activations         50.22 GiB  (update, estimate)
-      update phase        51.66 GiB
-      peak                51.66 GiB
-    fits on v5p-32 (95 GiB HBM per chip): 54% of HBM at peak
+      activations         50.36 GiB  (update, estimate)
+      update phase        51.80 GiB
+      peak                51.80 GiB
+    fits on v5p-32 (95 GiB HBM per chip): 55% of HBM at peak
 """
 
 PLAN = dict(

@@ -17,7 +17,7 @@ eval/exec: countdown answers are checked by a small restricted parser (`countdow
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import inspect
 import random
 from fractions import Fraction
@@ -913,11 +913,17 @@ def arithmetic_chain(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, m
     return out
 
 
+def world_problems(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3) -> list[Example]:
+    """The embedded CPU world's problems (r1jax.pipeline): chains of additions and subtractions
+    of one-digit numbers ("Compute 3 + 6 + 9 - 9."), which a 1M-parameter model learns to work
+    out in minutes."""
+    return [dataclasses.replace(e, id="world" + e.id.removeprefix("chain"), metadata={**e.metadata, "family": "world"})
+            for e in arithmetic_chain(n, seed, min_ops=min_ops, max_ops=max_ops, max_value=9, ops="+-")]
+
+
 FAMILIES: dict[str, Callable[..., list[Example]]] = {
     "chain": arithmetic_chain,
-    # the embedded CPU world's problems (r1jax.pipeline): short chains of small additions and
-    # subtractions, which a 1M-parameter model can learn to work out in minutes
-    "world": functools.partial(arithmetic_chain, max_value=9, ops="+-"),
+    "world": world_problems,
     "arithmetic": arithmetic,
     "countdown": countdown,
     "linear": linear_equations,
