@@ -92,6 +92,13 @@ def sandbox_isolation() -> dict:
                                 capture_output=True).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             ok = False
+    if ok:  # the sandbox user must be able to start this interpreter, or every program would "fail"
+        probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+                                "-I", "-S", "-c", "pass"], timeout=30, capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise RuntimeError(f"the code sandbox runs programs as user nobody, who cannot start {sys.executable}: "
+                               f"{probe.stderr.strip()[:300]} (e.g. a Python installed under /root, mode 700); "
+                               "use a Python installed where every user can read it")
     return {"net_namespace": ok, "readonly_fs": ok, "pid_namespace": ok, "unprivileged_user": ok}
 
 
