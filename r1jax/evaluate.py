@@ -50,6 +50,7 @@ from r1jax.rewards import format as fmt
 from r1jax.rewards.math import match_batch
 from r1jax.rewards.workers import TASKS, WorkerPool
 from r1jax.tasks import BENCHMARKS, FAMILIES, Example, extract_countdown_expression, generate, load_benchmark
+from r1jax.tasks.benchmarks import jsonl_objects
 from r1jax.tokenizer import load_tokenizer, render_chat, render_r1_zero
 
 __all__ = ["EvalConfig", "pass_at_k", "majority_votes", "cons_at_k", "load_problems", "read_samples",
@@ -252,28 +253,18 @@ def read_samples(path: str | Path, examples: Sequence[Example], limit: int = 0) 
     keep = set(wanted)
     types = {"id": str, "completion": str, "n_tokens": int, "truncated": bool}
     out = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            for field, typ in types.items():
-                if field not in rec and field in ("id", "completion"):
-                    raise ValueError(f"{where}: missing field {field!r} (each line needs 'id' and 'completion')")
-                v = rec.get(field)
-                # bool is an int in Python; JSON true is not a token count
-                if v is not None and (not isinstance(v, typ) or (typ is int and isinstance(v, bool))):
-                    raise ValueError(f"{where}: field {field!r} must be {typ.__name__}, got {type(v).__name__}")
-            if rec["id"] not in known:
-                raise ValueError(f"{where}: unknown id {rec['id']!r} (ids look like {examples[0].id!r})")
-            if rec["id"] in keep:
-                out.append({k: rec.get(k) for k in types})
+    for where, rec in jsonl_objects(path):
+        for field, typ in types.items():
+            if field not in rec and field in ("id", "completion"):
+                raise ValueError(f"{where}: missing field {field!r} (each line needs 'id' and 'completion')")
+            v = rec.get(field)
+            # bool is an int in Python; JSON true is not a token count
+            if v is not None and (not isinstance(v, typ) or (typ is int and isinstance(v, bool))):
+                raise ValueError(f"{where}: field {field!r} must be {typ.__name__}, got {type(v).__name__}")
+        if rec["id"] not in known:
+            raise ValueError(f"{where}: unknown id {rec['id']!r} (ids look like {examples[0].id!r})")
+        if rec["id"] in keep:
+            out.append({k: rec.get(k) for k in types})
     have = {r["id"] for r in out}
     missing = [i for i in wanted if i not in have]
     if missing:

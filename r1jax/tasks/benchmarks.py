@@ -161,22 +161,31 @@ def load_benchmark(name: str, data_dir: str | os.PathLike | None = None,
 
     parse = _PARSERS[name]
     examples: list[Example] = []
-    with path.open(encoding="utf-8") as f:
+    if limit == 0:
+        return examples
+    for where, record in jsonl_objects(path):
+        try:
+            # The record index (blank lines not counted) names GSM8K items, which have no id.
+            examples.append(parse(record, len(examples)))
+        except _Malformed as e:
+            raise ValueError(f"{where}: {e}") from None
+        if len(examples) == limit:  # stop before reading (and judging) the next line
+            break
+    return examples
+
+
+def jsonl_objects(path: Path):
+    """Yield ("<file>:<line>", object) for each non-blank line of a JSON-lines file; a line that
+    is not a JSON object raises ValueError "<file>:<line>: <reason>"."""
+    with Path(path).open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
-            if limit is not None and len(examples) >= limit:
-                break
             if not line.strip():
                 continue
+            where = f"{path}:{line_no}"
             try:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise _Malformed(f"invalid JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(record, dict):
-                    raise _Malformed(f"expected a JSON object, got {type(record).__name__}")
-                # The record index (blank lines not counted) names GSM8K items, which have no id.
-                example = parse(record, len(examples))
-            except _Malformed as e:
-                raise ValueError(f"{path}:{line_no}: {e}") from None
-            examples.append(example)
-    return examples
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            yield where, record
