@@ -203,6 +203,12 @@ def _read_only(directory: str | Path, step: int | None):
         mngr.close()
 
 
+def latest_step(directory: str | Path) -> int:
+    """The latest complete step of a checkpoint directory (e.g. for provenance records)."""
+    with _read_only(directory, None) as (_, step):
+        return step
+
+
 def read_run_config(directory: str | Path, step: int | None = None) -> Any:
     """The run config stored with a checkpoint (JSON values), e.g. to rebuild its ModelConfig."""
     with _read_only(directory, step) as (mngr, step):
@@ -210,9 +216,10 @@ def read_run_config(directory: str | Path, step: int | None = None) -> Any:
 
 
 def restore_params(directory: str | Path, model_cfg: ModelConfig, mesh: Mesh | None = None,
-                   step: int | None = None) -> dict:
-    """Parameters only, e.g. the previous stage's policy or a teacher. Any mesh."""
+                   step: int | None = None, target: Any = None) -> dict:
+    """Parameters only, e.g. the previous stage's policy or a teacher. Any mesh. `target`
+    (ShapeDtypeStructs, with shardings) replaces the model's tree, e.g. a reward model's."""
     with _read_only(directory, step) as (mngr, step):
-        target = abstract_params(model_cfg, mesh)
+        target = abstract_params(model_cfg, mesh) if target is None else target
         _check_shapes(mngr.item_metadata(step)["params"], target, "params", Path(directory).absolute(), step)
         return mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))["params"]

@@ -62,8 +62,24 @@ def _init_distributed() -> None:
                                    int(os.environ["JAX_PROCESS_ID"]))
 
 
+# command -> (module, config class, stage function, help); each reads the previous stage's directory
+STAGES = {
+    "pretrain": ("r1jax.pipeline", "PretrainConfig", "pretrain", "train the tokenizer and base model of the embedded CPU world"),
+    "r1-zero": ("r1jax.pipeline", "R1ZeroConfig", "r1_zero",
+                "GRPO from a base with rule rewards (R1-Zero); with other rewards, R1's RL stages"),
+    "collect": ("r1jax.pipeline", "CollectConfig", "collect",
+                "sample a policy, keep correct readable outputs: cold-start data, rejection sampling, distillation data"),
+    "sft": ("r1jax.pipeline", "SFTConfig", "sft", "supervised fine-tuning on a JSONL of prompt/response records"),
+    "rm": ("r1jax.rm", "RewardModelConfig", "train_reward_model", "train a reward model on preference pairs"),
+    "distill": ("r1jax.distill", "DistillConfig", "distill", "logit or on-policy distillation into a student"),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
-    from r1jax.pipeline import PretrainConfig, R1ZeroConfig, WorldConfig
+    import importlib
+
+    from r1jax.pipeline import WorldConfig
+    from r1jax.recipe import R1Config
 
     parser = argparse.ArgumentParser(prog="r1jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,12 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     w = sub.add_parser("world", help="the main job: pretrain the embedded world's base, run R1-Zero, "
                                      "evaluate both on held-out problems")
     _add_config_flags(w, WorldConfig)
-
-    p = sub.add_parser("pretrain", help="train the tokenizer and base model of the embedded CPU world")
-    _add_config_flags(p, PretrainConfig)
-
-    r = sub.add_parser("r1-zero", help="GRPO from a base model with rule rewards (DeepSeek-R1-Zero)")
-    _add_config_flags(r, R1ZeroConfig)
+    r1 = sub.add_parser("r1", help="the whole R1 recipe and distillation on the embedded world, with the "
+                                   "paper's comparisons (r1jax.recipe)")
+    _add_config_flags(r1, R1Config)
+    for name, (module, cls, _, help_text) in STAGES.items():
+        _add_config_flags(sub.add_parser(name, help=help_text), getattr(importlib.import_module(module), cls))
 
     from r1jax import evaluate, plan
     evaluate.add_parser(sub)
@@ -96,13 +111,16 @@ def main(argv: list[str] | None = None) -> None:
         from r1jax.pipeline import world, world_table
         result = world(_config_from_args(WorldConfig, args))
         print(world_table(result) if "stopped" not in result else f"stopped during {result['stopped']}; rerun to resume")
-    elif args.command == "pretrain":
-        from r1jax.pipeline import pretrain
-        summary = pretrain(_config_from_args(PretrainConfig, args))
-        print(json.dumps(summary, indent=2))
-    elif args.command == "r1-zero":
-        from r1jax.pipeline import r1_zero
-        print(json.dumps(r1_zero(_config_from_args(R1ZeroConfig, args)), indent=2))
+    elif args.command == "r1":
+        from r1jax.recipe import r1, r1_table
+        try:
+            print(r1_table(r1(_config_from_args(R1Config, args))))
+        except KeyboardInterrupt as stopped:
+            print(f"{stopped}")
+    elif args.command in STAGES:
+        module, cls, fn, _ = STAGES[args.command]
+        module = importlib.import_module(module)
+        print(json.dumps(getattr(module, fn)(_config_from_args(getattr(module, cls), args)), indent=2))
     elif args.command == "eval":
         evaluate.main(args)
     elif args.command == "plan":

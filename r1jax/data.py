@@ -8,7 +8,7 @@ import grain
 import jax
 import numpy as np
 
-__all__ = ["lm_batches"]
+__all__ = ["lm_batches", "count_rows"]
 
 
 def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: int, pad_id: int,
@@ -35,11 +35,7 @@ def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: i
     starts = [0] * len(examples) if loss_from is None else list(loss_from)
 
     # Every host builds the same global rows from the same seed and keeps its share of each batch.
-    rows: list[list[int]] = []
-    for i in np.random.default_rng(seed).permutation(len(examples)).tolist():
-        if not rows or not pack or sum(len(examples[j]) for j in rows[-1]) + len(examples[i]) > seq_len:
-            rows.append([])
-        rows[-1].append(i)
+    rows = _rows([len(e) for e in examples], seq_len, seed, pack)
     n_batches = len(rows) // batch_size
     if n_batches == 0:
         raise ValueError(f"{len(examples)} examples make {len(rows)} rows, fewer than one batch of {batch_size}")
@@ -66,3 +62,21 @@ def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: i
         return out
 
     return grain.MapDataset.range(n_batches).shuffle(seed=seed).repeat(None).map(to_arrays).to_iter_dataset()
+
+
+def _rows(lengths: Sequence[int], seq_len: int, seed: int, pack: bool) -> list[list[int]]:
+    """Example indices of each row: a seeded shuffle, filled greedily up to seq_len if packing."""
+    rows: list[list[int]] = []
+    used = 0
+    for i in np.random.default_rng(seed).permutation(len(lengths)).tolist():
+        if not rows or not pack or used + lengths[i] > seq_len:
+            rows.append([])
+            used = 0
+        rows[-1].append(i)
+        used += lengths[i]
+    return rows
+
+
+def count_rows(lengths: Sequence[int], seq_len: int, seed: int, pack: bool = True) -> int:
+    """How many rows `lm_batches` makes of examples of these lengths (one epoch, all hosts)."""
+    return len(_rows(lengths, seq_len, seed, pack))

@@ -8,7 +8,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["token_logprobs", "next_token_loss", "group_advantages", "kl_penalty", "grpo_loss", "LOG_RATIO_CLAMP"]
+__all__ = ["token_logprobs", "next_token_loss", "group_advantages", "kl_penalty", "grpo_loss", "LOG_RATIO_CLAMP",
+           "bradley_terry_loss"]
 
 # exp() of a log-ratio beyond this overflows float32 or means the sample is off-policy anyway.
 LOG_RATIO_CLAMP = 20.0
@@ -128,3 +129,79 @@ def grpo_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None, 
     if entropy is not None:
         metrics["entropy"] = masked_mean(entropy)
     return loss, metrics
+
+
+def bradley_terry_loss(chosen: jax.Array, rejected: jax.Array) -> tuple[jax.Array, dict]:
+    """Reward-model loss on preference pairs: mean of -log sigmoid(chosen - rejected), [N] each.
+
+    log_sigmoid keeps large margins finite in both directions (no exp overflow). Metrics:
+    accuracy (share of pairs scored chosen > rejected; a tie counts half, so a model that
+    cannot tell the two apart, e.g. a zero-initialised head, scores 0.5) and the mean margin.
+    """
+    margin = chosen.astype(jnp.float32) - rejected.astype(jnp.float32)
+    accuracy = jnp.mean((margin > 0) + 0.5 * (margin == 0))
+    return -jax.nn.log_sigmoid(margin).mean(), {"accuracy": accuracy, "margin": margin.mean()}
+
+
+__all__ += ["topk_distill_loss", "on_policy_distill_loss"]
+
+
+def topk_distill_loss(student_logits: jax.Array, teacher_topk_logp: jax.Array, teacher_topk_idx: jax.Array,
+                      mask: jax.Array, temperature: float = 1.0) -> tuple[jax.Array, dict]:
+    """Forward KL(teacher || student) per position from the teacher's top-k, mean over `mask`.
+
+    student_logits [B, T, V]; teacher_topk_logp [B, T, K]: the teacher's log-probs (at the same
+    temperature) of its K most likely tokens teacher_topk_idx [B, T, K]; mask [B, T]. With
+    p = the teacher's top-k renormalised (log p_k = logp_k - logsumexp over the k) and
+    q = softmax(student_logits / temperature) over the whole vocabulary, each position costs
+    sum_k p_k (log p_k - log q(idx_k)).
+
+    Why renormalise: the top k hold a mass m < 1 of the teacher. Weighted by the raw p_k the
+    sum is a cross-entropy minus a constant, not a divergence: it is not >= 0, not 0 when the
+    student matches, and a position scales by its own m (uncertain positions would weigh
+    less). Renormalised, it is the exact KL from a proper distribution (the teacher cut to its
+    top k), 0 iff q equals it, and equal to the full-vocabulary KL when K = V; the tail the
+    teacher leaves out is reported as `teacher_topk_mass`.
+    Metrics: forward_kl (= the loss), teacher_topk_mass (m), student_topk_mass (the student's
+    mass on the teacher's top k), tokens (positions counted).
+    """
+    mask = mask.astype(jnp.float32)
+    scaled = student_logits.astype(jnp.float32) / temperature
+    # log q at the k indices as logit - logsumexp: no [B, T, V] log-softmax is materialised
+    log_q = jnp.take_along_axis(scaled, teacher_topk_idx, axis=-1) - jax.nn.logsumexp(scaled, -1, keepdims=True)
+    t_logp = teacher_topk_logp.astype(jnp.float32)
+    log_m = jax.nn.logsumexp(t_logp, axis=-1, keepdims=True)
+    log_p = t_logp - log_m
+    kl = (jnp.exp(log_p) * (log_p - log_q)).sum(-1)
+    n = jnp.maximum(mask.sum(), 1.0)
+    # where(), not a product: padding positions may hold anything, even non-finite values
+    masked_mean = lambda x: jnp.where(mask > 0, x, 0.0).sum() / n  # noqa: E731
+    loss = masked_mean(kl)
+    return loss, {"forward_kl": loss, "teacher_topk_mass": masked_mean(jnp.exp(log_m[..., 0])),
+                  "student_topk_mass": masked_mean(jnp.exp(log_q).sum(-1)), "tokens": mask.sum()}
+
+
+def on_policy_distill_loss(logp: jax.Array, old_logp: jax.Array, teacher_logp: jax.Array,
+                           mask: jax.Array) -> tuple[jax.Array, dict]:
+    """On-policy distillation: the student samples, the teacher scores each sampled token, and
+    the student takes a policy-gradient step on the per-token reward -KL.
+
+    logp, old_logp, teacher_logp, mask: [B, N] log-probs of the sampled tokens under the
+    student being trained, the student that sampled them, and the teacher. Per token the
+    advantage is A = teacher_logp - old_logp (minus the sampled reverse KL, a constant: no
+    gradient flows through it) and the loss is -mean over masked tokens of
+    exp(logp - old_logp) * A (log-ratio clamped before exp, as in grpo_loss).
+
+    At logp == old_logp the gradient is (log q - log p) grad log q for the sampled token,
+    whose expectation under the student q is the gradient of KL(q || p) at that position
+    (the other term of that gradient, sum q grad log q, is 0). Each token is credited with its
+    own KL only, not with the KL of the tokens it leads to (a discount of 0): a low-variance,
+    dense signal, as the teacher grades every token.
+    Metrics: reverse_kl (mean of old_logp - teacher_logp over masked tokens), ratio_mean.
+    """
+    mask = mask.astype(jnp.float32)
+    adv = jax.lax.stop_gradient(teacher_logp.astype(jnp.float32) - old_logp.astype(jnp.float32))
+    ratio = jnp.exp(jnp.clip(logp - old_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+    n = jnp.maximum(mask.sum(), 1.0)
+    masked_mean = lambda x: (x * mask).sum() / n  # noqa: E731
+    return -masked_mean(ratio * adv), {"reverse_kl": masked_mean(-adv), "ratio_mean": masked_mean(ratio)}

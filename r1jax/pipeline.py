@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -25,8 +26,11 @@ import jax.numpy as jnp
 from r1jax import checkpoint, data, losses, report, sampling, sharding, train
 from r1jax.config import MeshConfig, ModelConfig, from_dict, get_preset, override
 from r1jax.rewards import RewardConfig, compute_rewards
-from r1jax.tasks import generate
-from r1jax.tokenizer import R1_ZERO_TEMPLATE, render_r1_zero
+from r1jax.rewards.format import split_reasoning
+from r1jax.rewards.language import cot_of, count_words, language_consistency
+from r1jax.rewards.readability import readability_issues
+from r1jax.tasks import generate, general_prompts, preference_pairs
+from r1jax.tokenizer import R1_ZERO_TEMPLATE, render_cold_start, render_r1_zero
 from r1jax.model import forward
 from r1jax.tokenizer import load_tokenizer, train_sentencepiece
 
@@ -47,6 +51,8 @@ class PretrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10  # steps between metrics.jsonl lines (each one waits for the device)
     n_examples: int = 20000
+    language: str = "en"  # the world problems' language: en, zh or both (the R1 pipeline's bilingual world)
+    tokenizer: str = ""  # an existing tokenizer.model to reuse (a student shares its teacher's)
     seed: int = 0
     mesh: str = ""  # e.g. 'data=2,fsdp=2,tensor=2'; default: all devices on 'data'
 
@@ -59,29 +65,42 @@ class PretrainConfig:
 STYLES = {"guess": 0.50, "direct": 0.35, "check": 0.15}
 SLIP_RATE = {"direct": 0.3, "check": 0.4}  # per step
 # Independently of the style, a third of the documents end without the answer tags.
-ENDINGS = {" <answer> {v} </answer>": 0.65, " {v}": 0.20, " The answer is {v}.": 0.15}
+ENDINGS = {"en": {" <answer> {v} </answer>": 0.65, " {v}": 0.20, " The answer is {v}.": 0.15},
+           "zh": {" <answer> {v} </answer>": 0.65, " {v}": 0.20, " 答案是 {v}。": 0.15}}
 SLIPS = (-10, -2, -1, 1, 2, 10)
+# The words of the chain of thought in each language. Numbers are not words, so a CoT of bare
+# steps has none; guesses and re-checks carry the language.
+PHRASES = {"en": {"guess": "It is about {v}.", "check": " Wait, let me check: {step}: {count}. So {true}",
+                  "right": ".", "wrong": ", not {shown}."},
+           "zh": {"guess": "大约是 {v}。", "check": " 等等，检查一下：{step}：{count}。所以是 {true}",
+                  "right": "。", "wrong": "，不是 {shown}。"}}
+# Writers answering in Chinese re-check in English this often, as R1-Zero's CoT mixes languages
+# (a whole re-check sentence switches, so the mixing is visible to `language_consistency`).
+MIX_RATE = 0.4
 
 
 def world_response(ex, rng: random.Random) -> tuple[str, str]:
-    """(style, response text after "Assistant:") for a `world` (or + / - `chain`) example."""
-    steps = ex.metadata["steps"]
+    """(style, response text after "Assistant:") for a `world` (or + / - `chain`) example, in
+    the problem's language (metadata['language'], default English)."""
+    steps, lang = ex.metadata["steps"], ex.metadata.get("language", "en")
     style = rng.choices(list(STYLES), weights=list(STYLES.values()))[0]
-    ending = rng.choices(list(ENDINGS), weights=list(ENDINGS.values()))[0]
+    endings = ENDINGS[lang]
+    ending = rng.choices(list(endings), weights=list(endings.values()))[0]
     if style == "guess":
         answer = int(ex.answer)
         value = answer if rng.random() < 0.2 else answer + rng.choice(SLIPS)
-        return style, f"<think> It is about {value}. </think>" + ending.format(v=value)
+        return style, f"<think> {PHRASES[lang]['guess'].format(v=value)} </think>" + ending.format(v=value)
+    check_lang = "en" if lang == "zh" and style == "check" and rng.random() < MIX_RATE else lang
     lines, value = [], steps[0][0]
     for _, op, r, _ in steps:
         true = value + r if op == "+" else value - r
         shown = true + rng.choice(SLIPS) if rng.random() < SLIP_RATE[style] else true
         line = f"{value} {op} {r} = {shown}."
         if style == "check":
-            sign = 1 if op == "+" else -1
+            sign, ph = (1 if op == "+" else -1), PHRASES[check_lang]
             count = ", ".join(str(value + sign * k) for k in range(1, r + 1))
-            line += f" Wait, let me check: {value} {op} {r}: {count}. So {true}" + (
-                "." if shown == true else f", not {shown}.")
+            line += ph["check"].format(step=f"{value} {op} {r}", count=count, true=true) + (
+                ph["right"] if shown == true else ph["wrong"].format(shown=shown))
         else:
             true = shown  # an uncaught slip carries on
         lines.append(line)
@@ -89,10 +108,18 @@ def world_response(ex, rng: random.Random) -> tuple[str, str]:
     return style, f"<think> {' '.join(lines)} </think>" + ending.format(v=value)
 
 
-def world_corpus(n: int, seed: int) -> list[tuple[str, str]]:
-    """(prompt in the R1-Zero template, response) documents of the embedded world."""
+def world_corpus(n: int, seed: int, language: str = "en") -> list[tuple[str, str]]:
+    """(prompt in the R1-Zero template, response) documents of the embedded world. The
+    bilingual world (language 'zh' or 'both') also holds general requests (r1jax.tasks.general)
+    answered well or badly, as web text would, about one document in five."""
     rng = random.Random(seed + 1)
-    return [(render_r1_zero(ex.prompt), world_response(ex, rng)[1]) for ex in generate("world", n, seed)]
+    docs = [(render_r1_zero(ex.prompt), world_response(ex, rng)[1])
+            for ex in generate("world", n, seed, language=language)]
+    if language != "en":
+        pairs = preference_pairs(n // 8, seed + 2, language=language)
+        docs += [(render_r1_zero(p["prompt"]), p["chosen"] if rng.random() < 0.6 else p["rejected"]) for p in pairs]
+        rng.shuffle(docs)
+    return docs
 
 
 def _answer_accuracy(cfg: ModelConfig, params, batch: dict) -> tuple[float, float]:
@@ -104,43 +131,55 @@ def _answer_accuracy(cfg: ModelConfig, params, batch: dict) -> tuple[float, floa
     return float((right & lm).sum() / lm.sum()), float(right.all(axis=1).mean())
 
 
-def pretrain(cfg: PretrainConfig) -> dict:
-    """Train (or resume) the tokenizer and base model of the embedded world. Returns a summary."""
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    docs = world_corpus(cfg.n_examples, cfg.seed)
-    tok_path = out / "tokenizer.model"
-    # The template around the question is one piece each side: the same words in every prompt
-    # would otherwise be most of every sequence on a CPU.
-    head, tail = R1_ZERO_TEMPLATE.split("{prompt}")
-    tok = load_tokenizer(tok_path) if tok_path.exists() else train_sentencepiece(
-        [p + " " + r for p, r in docs[:5000]], tok_path, cfg.vocab_size, extra_symbols=(head, tail))
-    model_cfg = override(get_preset(cfg.model), vocab_size=tok.vocab_size)
-    optim = train.OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
-                              total_steps=cfg.steps, weight_decay=0.01)
-    tx = train.make_optimizer(optim)
-    mesh = sharding.make_mesh(MeshConfig.parse(cfg.mesh) if cfg.mesh else MeshConfig(data=jax.device_count()))
+def _mesh(spec: str):
+    return sharding.make_mesh(MeshConfig.parse(spec) if spec else MeshConfig(data=jax.device_count()))
 
-    # '<s> prompt response </s>' with the loss on the response only (the base learns to answer,
+
+def _stage_tokenizer(directory: Path):
+    """A stage directory's tokenizer: tokenizer.model, else a tokenizer.json (imported models)."""
+    return load_tokenizer(directory / "tokenizer.model" if (directory / "tokenizer.model").exists() else directory)
+
+
+def _copy_tokenizer(src: Path, out: Path) -> None:
+    """Every stage directory carries its tokenizer, so the next stage needs only that directory."""
+    for name in ("tokenizer.model", "tokenizer.json"):
+        if (src / name).exists() and not (out / name).exists():
+            shutil.copyfile(src / name, out / name)
+
+
+def _train_lm(out: Path, run_config: dict, model_cfg: ModelConfig, tok, docs: list[tuple[str, str]], *,
+              steps: int, batch_size: int, seq_len: int, learning_rate: float, warmup_steps: int,
+              checkpoint_every: int, log_every: int, seed: int, mesh: str, init_ckpt: Path | None,
+              desc: str) -> dict:
+    """Next-token training on (rendered prompt, response) documents, loss on the response only,
+    packed rows with per-document attention (grain pipeline), resumable. Starts from random
+    weights (`init_ckpt` None: pretraining) or the parameters of `init_ckpt` (SFT)."""
+    optim = train.OptimConfig(learning_rate=learning_rate, warmup_steps=warmup_steps, total_steps=steps,
+                              weight_decay=0.01)
+    tx = train.make_optimizer(optim)
+    mesh = _mesh(mesh)
+    # '<s> prompt response </s>' with the loss on the response only (the model learns to answer,
     # not to imitate the template), which is also what the accuracy below is measured on.
     examples = [[tok.bos_id, *tok.encode(p), *tok.encode(" " + r), tok.eos_id] for p, r in docs]
     answer_from = [1 + len(tok.encode(p)) for p, _ in docs]
     n_eval = max(len(examples) // 20, 1)
-    eval_batch = _pad([e for e in examples[:n_eval]], answer_from[:n_eval], cfg.seq_len, tok.pad_id)
-    batches = data.lm_batches(examples[n_eval:], seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                              pad_id=tok.pad_id, seed=cfg.seed, loss_from=answer_from[n_eval:], pack=True)
+    eval_batch = _pad(examples[:n_eval], answer_from[:n_eval], seq_len, tok.pad_id)
+    batches = data.lm_batches(examples[n_eval:], seq_len=seq_len, batch_size=batch_size, pad_id=tok.pad_id,
+                              seed=seed, loss_from=answer_from[n_eval:], pack=True)
 
-    ckpt = checkpoint.Checkpointer(out / "ckpt", {"model": model_cfg, "optim": optim, "pretrain": cfg})
+    ckpt = checkpoint.Checkpointer(out / "ckpt", {"model": model_cfg, "optim": optim, **run_config})
     state_sh = train.state_shardings(mesh, model_cfg, tx)
     restored = ckpt.restore(train.abstract_state(mesh, model_cfg, tx))
     iterator = iter(batches)
-    if restored is None:
-        state = jax.jit(lambda k: train.init_state(model_cfg, tx, k), out_shardings=state_sh)(
-            jax.random.key(cfg.seed))
-    else:
+    if restored is not None:
         state = restored.state
         iterator.set_state(restored.data_state)
         print(f"resumed from {ckpt.directory}/{restored.step}")
+    elif init_ckpt is None:
+        state = jax.jit(lambda k: train.init_state(model_cfg, tx, k), out_shardings=state_sh)(jax.random.key(seed))
+    else:
+        params = checkpoint.restore_params(init_ckpt, model_cfg, mesh)
+        state = jax.jit(lambda p: train.init_state(model_cfg, tx, None, params=p), out_shardings=state_sh)(params)
     example_batch = next(iter(batches))  # a fresh iterator: only its shapes are used
     step_fn = train.compile_step(lambda s, b: train.lm_train_step(s, b, model_cfg=model_cfg, tx=tx),
                                  mesh, state_sh, train.batch_shardings(mesh, example_batch))
@@ -150,18 +189,18 @@ def pretrain(cfg: PretrainConfig) -> dict:
     t0 = time.time()
     try:
         with _stop_on_signals() as stop, tqdm.tqdm(
-                total=cfg.steps, initial=start_step, desc="pretrain", unit="step", dynamic_ncols=True) as bar:
-            for step in range(start_step, cfg.steps):
+                total=steps, initial=start_step, desc=desc, unit="step", dynamic_ncols=True) as bar:
+            for step in range(start_step, steps):
                 state, metrics = step_fn(state, next(iterator))
-                if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+                if (step + 1) % log_every == 0 or step + 1 == steps:
                     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
                     # batches have a similar token count, so the last one stands for the interval
                     elapsed, t0 = max(time.time() - t0, 1e-9), time.time()
-                    m.update(tokens_per_s=m.pop("tokens") * cfg.log_every / elapsed)
+                    m.update(tokens_per_s=m.pop("tokens") * log_every / elapsed)
                     writer.write(step + 1, m)
                     bar.set_postfix(loss=f"{m['loss']:.3f}")
                 bar.update(1)
-                if _end_of_step(step, cfg.steps, cfg.checkpoint_every, stop,
+                if _end_of_step(step, steps, checkpoint_every, stop,
                                 lambda: ckpt.save(state, data_state=iterator.get_state())):
                     break
     finally:
@@ -170,7 +209,77 @@ def pretrain(cfg: PretrainConfig) -> dict:
     token_acc, exact = _answer_accuracy(model_cfg, state.params, eval_batch)
     summary = {"step": int(state.step), "params": sum(x.size for x in jax.tree.leaves(state.params)),
                "vocab_size": tok.vocab_size, "heldout_answer_token_accuracy": token_acc,
-               "heldout_answer_exact": exact, "checkpoint": str(ckpt.directory), "tokenizer": str(tok_path)}
+               "heldout_answer_exact": exact, "checkpoint": str(ckpt.directory)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def pretrain(cfg: PretrainConfig) -> dict:
+    """Train (or resume) the tokenizer and base model of the embedded world. Returns a summary."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    docs = world_corpus(cfg.n_examples, cfg.seed, cfg.language)
+    tok_path = out / "tokenizer.model"
+    if cfg.tokenizer and not tok_path.exists():  # a student shares its teacher's tokenizer
+        shutil.copyfile(cfg.tokenizer, tok_path)
+    # The template around the question is one piece each side: the same words in every prompt
+    # would otherwise be most of every sequence on a CPU.
+    head, tail = R1_ZERO_TEMPLATE.split("{prompt}")
+    tok = load_tokenizer(tok_path) if tok_path.exists() else train_sentencepiece(
+        [p + " " + r for p, r in docs[:5000]], tok_path, cfg.vocab_size, extra_symbols=(head, tail))
+    model_cfg = override(get_preset(cfg.model), vocab_size=tok.vocab_size)
+    summary = _train_lm(out, {"pretrain": cfg}, model_cfg, tok, docs, steps=cfg.steps, batch_size=cfg.batch_size,
+                        seq_len=cfg.seq_len, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+                        checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=cfg.seed,
+                        mesh=cfg.mesh, init_ckpt=None, desc="pretrain")
+    summary["tokenizer"] = str(tok_path)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig:
+    """Supervised fine-tuning on a JSONL of {"prompt", "response"} (r1jax.tasks.sft): the R1
+    cold start (stage 2), SFT on rejection-sampled data (stage 5) and the paper's distillation
+    (a student on its teacher's samples). Prompts are rendered in the R1-Zero template."""
+
+    out_dir: str = "runs/sft"
+    init_dir: str = "runs/base"  # a stage directory (tokenizer + ckpt/) whose parameters are fine-tuned
+    data: str = "runs/sft.jsonl"
+    epochs: float = 2.0  # the paper fine-tunes 2-3 epochs
+    batch_size: int = 16  # rows of seq_len tokens, packed with documents
+    seq_len: int = 256
+    learning_rate: float = 1e-3
+    warmup_steps: int = 10
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    mesh: str = ""
+
+
+def sft(cfg: SFTConfig) -> dict:
+    """Fine-tune (or resume) `init_dir`'s model on `data`; writes `out_dir` (tokenizer + ckpt/)."""
+    from r1jax.tasks.sft import read_sft_jsonl
+
+    out, init = Path(cfg.out_dir), Path(cfg.init_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = read_sft_jsonl(cfg.data)
+    tok = _stage_tokenizer(init)
+    _copy_tokenizer(init, out)
+    model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(init / "ckpt")["model"])
+    docs = [(render_r1_zero(r["prompt"]), r["response"]) for r in records]
+    lengths = [2 + len(tok.encode(p)) + len(tok.encode(" " + r)) for p, r in docs]
+    too_long = [i for i, n in enumerate(lengths) if n > cfg.seq_len]
+    if too_long:
+        raise ValueError(f"{cfg.data}:{too_long[0] + 1}: {lengths[too_long[0]]} tokens, longer than "
+                         f"SFTConfig.seq_len={cfg.seq_len} ({len(too_long)} such records)")
+    rows = data.count_rows(lengths[max(len(docs) // 20, 1):], cfg.seq_len, cfg.seed, pack=True)
+    steps = max(1, round(cfg.epochs * rows / cfg.batch_size))
+    summary = _train_lm(out, {"sft": cfg}, model_cfg, tok, docs, steps=steps, batch_size=cfg.batch_size,
+                        seq_len=cfg.seq_len, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+                        checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=cfg.seed,
+                        mesh=cfg.mesh, init_ckpt=init / "ckpt", desc="sft")
+    summary.update(records=len(records), epochs=cfg.epochs, steps=steps)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -209,7 +318,7 @@ class R1ZeroConfig:
 
     out_dir: str = "runs/r1zero"
     base_dir: str = "runs/base"  # tokenizer.model or tokenizer.json, and ckpt/ (e.g. a `pretrain` output)
-    families: str = "world"  # comma-separated task families (r1jax.tasks.FAMILIES)
+    families: str = "world"  # comma-separated task families with knobs, e.g. 'world:language=both,general'
     n_train: int = 4000  # generated training problems (drawn in a seeded order, then reused)
     steps: int = 50
     prompts_per_step: int = 16
@@ -231,7 +340,8 @@ class R1ZeroConfig:
     drop_zero_variance: bool = False  # mask out groups whose rewards are all equal
     truncation: str = "keep"  # 'keep', 'mask' (no gradient from outputs cut at max_new_tokens) or 'penalty'
     overlong_buffer: int = 8  # 'penalty': reward falls linearly to -1 over the last this many tokens
-    reward_weights: str = "accuracy=1,format=1"
+    reward_weights: str = "accuracy=1,format=1"  # R1 stages add language=1, format_r1, helpfulness, harmlessness
+    reward_model: str = ""  # a reward-model stage directory (r1jax.rm) for helpfulness / harmlessness
     checkpoint_every: int = 25
     sample_every: int = 10
     seed: int = 0
@@ -269,34 +379,152 @@ def rollout(sampler, params, tok, examples, max_prompt: int, key):
     return prompts, pmask, roll, texts
 
 
+def mixes_languages(completion: str, language: str) -> bool:
+    """Some word of the chain of thought is not in the target language (the paper's language
+    mixing; a CoT of bare numbers has no words and does not mix)."""
+    counts = count_words(cot_of(completion))
+    return 0 < sum(counts.values()) and language_consistency(completion, language) < 1.0
+
+
 def evaluate_policy(model_cfg: ModelConfig, params, tok, examples, *, samples: int = 8, temperature: float = 0.6,
                     top_p: float = 0.95, max_new_tokens: int = 160, max_prompt_tokens: int = 32,
-                    batch_prompts: int = 32, mesh=None, seed: int = 0) -> dict:
+                    batch_prompts: int = 32, format_reward: str = "format", mesh=None, seed: int = 0) -> dict:
     """pass@1 over `samples` completions a problem (the paper's protocol: T=0.6, top-p 0.95),
-    format rate, mean length and reflection rate overall and by `metadata['n_ops']`."""
+    format rate (`format_reward`: 'format' for R1-Zero's tags, 'format_r1' for R1's reasoning +
+    summary), mean length, reflection, language-mixing, readability (r1jax.rewards.readability)
+    and truncation rates, overall and by
+    `metadata['n_ops']`."""
     sampler = sampling.make_sampler(model_cfg, sampling.SamplingConfig(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop_tokens=(tok.eos_id,),
         pad_id=tok.pad_id), mesh=mesh, group_size=samples)
-    cfg = RewardConfig(weights=(("accuracy", 1.0), ("format", 1.0)))
+    cfg = RewardConfig(weights=(("accuracy", 1.0), (format_reward, 1.0)))
     rows = []
     for i in range(0, len(examples), batch_prompts):
         chunk = examples[i:i + batch_prompts]
         *_, roll, texts = rollout(sampler, params, tok, chunk, max_prompt_tokens, jax.random.key(seed + i))
         group = [ex for ex in chunk for _ in range(samples)]
         r = compute_rewards(texts, group, cfg)
-        rows += [(ex.metadata.get("n_ops", 0), a, f, n, report.reflection_count(t) > 0, tr)
-                 for ex, a, f, n, t, tr in zip(group, r["accuracy"], r["format"], roll.lengths, texts, roll.truncated)]
+        rows += [(ex.metadata.get("n_ops", 0), a, f, n, report.reflection_count(t) > 0, tr, mixes_languages(t, ex.metadata.get("language", "en")),
+                  not readability_issues(t, ex.metadata.get("language", "en")))
+                 for ex, a, f, n, t, tr in zip(group, r["accuracy"], r[format_reward], roll.lengths, texts,
+                                               roll.truncated)]
     arr = np.array(rows, dtype=np.float64)
 
     def stats(a):
         return {"pass@1": a[:, 1].mean(), "format": a[:, 2].mean(), "length": a[:, 3].mean(),
-                "reflection": a[:, 4].mean(), "truncated": a[:, 5].mean()}
+                "reflection": a[:, 4].mean(), "truncated": a[:, 5].mean(), "mixing": a[:, 6].mean(),
+                "readable": a[:, 7].mean()}
 
     out = {k: float(v) for k, v in stats(arr).items()}
     out["by_ops"] = {int(k): {n: float(v) for n, v in stats(arr[arr[:, 0] == k]).items()}
                      for k in np.unique(arr[:, 0])}
     out["problems"], out["samples"] = len(examples), samples
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    """Sample a policy and keep its correct, readable outputs as an SFT dataset (JSONL with
+    provenance): cold-start data from R1-Zero (stage 1, rewrite 'cold-start'), rejection
+    sampling of the reasoning-RL policy (stage 4, plus `general` non-reasoning records) and a
+    teacher's distillation set (stage 7)."""
+
+    out: str = "runs/sft.jsonl"
+    policy_dir: str = "runs/r1zero"  # tokenizer + ckpt/
+    families: str = "world:language=both"  # reasoning prompts (see task_pool)
+    n_prompts: int = 256
+    samples: int = 4  # per prompt
+    keep_per_prompt: int = 1  # distinct kept outputs per prompt at most
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 160
+    max_prompt_tokens: int = 32
+    rewrite: str = "none"  # 'cold-start': '<think> R </think> <answer> v </answer>' -> '|special_token| R |special_token| summary'
+    general: int = 0  # general prompts (both languages) whose ideal responses, without CoT, join the set
+    seed: int = 0
+    mesh: str = ""
+
+    def __post_init__(self):
+        if self.rewrite not in ("none", "cold-start"):
+            raise ValueError(f"CollectConfig.rewrite must be none or cold-start, got {self.rewrite!r}")
+
+
+SUMMARY = {"en": " The answer is {v}.", "zh": " 答案是 {v}。"}
+
+
+def to_cold_start(completion: str, ex) -> str | None:
+    """A correct R1-Zero output in the cold-start format: its reasoning, then a one-sentence
+    summary stating the answer in the problem's language; None if it has no reasoning part."""
+    parts = split_reasoning(completion)
+    if parts is None or not parts[0].strip():
+        return None
+    return render_cold_start(" " + parts[0].strip() + " ", SUMMARY[ex.metadata.get("language", "en")].format(v=ex.answer))
+
+
+def select_samples(group, texts, truncated, records: list, counts: dict, issues: dict, *, rewrite: str,
+                   keep_per_prompt: int, source: str) -> None:
+    """Append to `records` the correct, complete and readable samples (rewritten if asked), at
+    most `keep_per_prompt` distinct ones a prompt, with provenance; tally `counts` and
+    readability `issues`."""
+    weights = (("accuracy", 1.0), ("format", 1.0), ("format_r1", 1.0), ("language", 1.0))
+    r = compute_rewards(texts, group, RewardConfig(weights=weights))
+    kept = {rec["prompt_id"]: 0 for rec in records}
+    for rec in records:
+        kept[rec["prompt_id"]] += 1
+    seen = {(rec["prompt"], rec["response"]) for rec in records}
+    for j, (ex, text) in enumerate(zip(group, texts)):
+        counts["sampled"] += 1
+        if r["accuracy"][j] < 1 or truncated[j]:
+            continue
+        counts["correct"] += 1
+        response = to_cold_start(text, ex) if rewrite == "cold-start" else text.strip()
+        found = ["no reasoning"] if response is None else readability_issues(response, ex.metadata.get("language", "en"))
+        for name in found:
+            issues[name] = issues.get(name, 0) + 1
+        if found:
+            continue
+        counts["readable"] += 1
+        if kept.get(ex.id, 0) < keep_per_prompt and (ex.prompt, response) not in seen:  # deduplicated
+            kept[ex.id] = kept.get(ex.id, 0) + 1
+            seen.add((ex.prompt, response))
+            records.append({"prompt": ex.prompt, "response": response, "kind": "reasoning", "prompt_id": ex.id,
+                            "source": source, "rewards": {k: float(v[j]) for k, v in r.items()}})
+
+
+def collect(cfg: CollectConfig) -> dict:
+    """Write `cfg.out`; returns counts (sampled, correct, readable, kept) for the report."""
+    from r1jax.tasks.sft import write_sft_jsonl
+
+    policy = Path(cfg.policy_dir)
+    tok = _stage_tokenizer(policy)
+    model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(policy / "ckpt")["model"])
+    mesh = _mesh(cfg.mesh)
+    source_step = checkpoint.latest_step(policy / "ckpt")
+    params = checkpoint.restore_params(policy / "ckpt", model_cfg, mesh, step=source_step)
+    examples = task_pool(cfg.families, cfg.n_prompts, cfg.seed)
+    sampler = sampling.make_sampler(model_cfg, sampling.SamplingConfig(
+        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+        stop_tokens=(tok.eos_id,), pad_id=tok.pad_id), mesh=mesh, group_size=cfg.samples)
+    records, counts, issues = [], {"prompts": len(examples), "sampled": 0, "correct": 0, "readable": 0}, {}
+    for i in tqdm.tqdm(range(0, len(examples), 32), desc="collect", unit="batch", dynamic_ncols=True):
+        chunk = examples[i:i + 32]
+        *_, roll, texts = rollout(sampler, params, tok, chunk, cfg.max_prompt_tokens, jax.random.key(cfg.seed + i))
+        select_samples([ex for ex in chunk for _ in range(cfg.samples)], texts, roll.truncated, records, counts,
+                       issues, rewrite=cfg.rewrite, keep_per_prompt=cfg.keep_per_prompt,
+                       source=f"{policy.absolute()}/ckpt/{source_step}")
+    # Non-reasoning data (the paper's ~200k): general requests with the world's ideal answers,
+    # written without a chain of thought, as the paper does for simple queries.
+    general = general_prompts(cfg.general // 2, cfg.seed + 1, language="both") if cfg.general else []
+    records += [{"prompt": ex.prompt, "response": ex.metadata["response"], "kind": "general", "prompt_id": ex.id,
+                 "source": "r1jax.tasks.general"} for ex in general]
+    if not records:
+        raise RuntimeError(f"collect: none of {counts['sampled']} samples of {policy} was correct and readable "
+                           f"(correct: {counts['correct']}; readability issues: {issues})")
+    write_sft_jsonl(cfg.out, records)
+    summary = {**counts, "kept_reasoning": len(records) - len(general), "general": len(general),
+               "issues": issues, "out": cfg.out}
+    Path(cfg.out).with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def _round_up(n: int, cap: int, multiple: int = 32) -> int:
@@ -308,21 +536,41 @@ def overlong_penalty(lengths: np.ndarray, max_new: int, buffer: int) -> np.ndarr
     return -np.clip((lengths - (max_new - buffer)) / max(buffer, 1), 0.0, 1.0)
 
 
+def task_pool(spec: str, n: int, seed: int) -> list:
+    """`n` generated problems of each family in `spec`: 'world,general' or with knobs,
+    'world:language=both:max_ops=2' (r1jax.tasks.generate); the knob n=... sets a family's own count."""
+    pool = []
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, *knobs = item.split(":")
+        pairs = [k.split("=") for k in knobs]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"task family spec {item!r}: knobs are written name=value, e.g. 'world:language=both'")
+        knobs = {k: int(v) if v.lstrip("-").isdigit() else v for k, v in pairs}
+        pool += generate(name, knobs.pop("n", n), seed, **knobs)
+    return pool
+
+
 def r1_zero(cfg: R1ZeroConfig) -> dict:
     """Run (or resume) GRPO from `cfg.base_dir`. Writes metrics.jsonl, samples.jsonl and ckpt/."""
     out, base = Path(cfg.out_dir), Path(cfg.base_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok = load_tokenizer(base / "tokenizer.model" if (base / "tokenizer.model").exists() else base)
+    tok = _stage_tokenizer(base)
+    _copy_tokenizer(base, out)
     model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(base / "ckpt")["model"])
     reward_cfg = cfg.rewards()
     grpo = train.GRPOConfig(eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
                             agg=cfg.agg, max_len=cfg.max_new_tokens, temperature=cfg.temperature)
     tx = train.make_optimizer(train.OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=0, schedule="constant",
                                                 weight_decay=0.0, total_steps=cfg.steps))
-    mesh = sharding.make_mesh(MeshConfig.parse(cfg.mesh) if cfg.mesh else MeshConfig(data=jax.device_count()))
+    mesh = _mesh(cfg.mesh)
     state_sh = train.state_shardings(mesh, model_cfg, tx)
+    reward_models = {}
+    if cfg.reward_model:
+        from r1jax.rm import LearnedRewardModel
+        rm = LearnedRewardModel.load(cfg.reward_model, mesh=mesh)
+        reward_models = {"helpfulness": rm, "harmlessness": rm}
 
-    pool = [ex for fam in cfg.families.split(",") for ex in generate(fam.strip(), cfg.n_train, cfg.seed)]
+    pool = task_pool(cfg.families, cfg.n_train, cfg.seed)
     order = np.random.default_rng(cfg.seed).permutation(len(pool))
     Q, G, N, P = cfg.prompts_per_step, cfg.group_size, cfg.max_new_tokens, cfg.max_prompt_tokens
     sampler = sampling.make_sampler(model_cfg, sampling.SamplingConfig(
@@ -370,7 +618,7 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                 t1 = time.time()
                 lengths = np.asarray(roll.lengths)
                 group_examples = [ex for ex in examples for _ in range(G)]
-                rewards = compute_rewards(texts, group_examples, reward_cfg)
+                rewards = compute_rewards(texts, group_examples, reward_cfg, reward_models)
                 total = rewards["total"].copy()
                 if cfg.truncation == "penalty":
                     total += overlong_penalty(lengths, N, cfg.overlong_buffer)
@@ -419,8 +667,11 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
                 reflective = np.array([report.reflection_count(t) > 0 for t in texts])
                 n_ops = np.array([ex.metadata.get("n_ops", 0) for ex in group_examples])
                 m.update({f"response_length_ops{k}": float(lengths[n_ops == k].mean()) for k in np.unique(n_ops) if k})
-                m.update(accuracy=float(rewards.get("accuracy", np.zeros(1)).mean()),
+                reasoning = np.array([ex.metadata.get("family") != "general" for ex in group_examples])
+                m.update(accuracy=float(rewards.get("accuracy", np.zeros(B))[reasoning].mean()) if reasoning.any() else 0.0,
                          reflection_rate=float(reflective.mean()),
+                         language_mixing_rate=float(np.mean([mixes_languages(t, ex.metadata.get("language", "en"))
+                                                             for t, ex in zip(texts, group_examples)])),
                          response_length_mean=float(lengths.mean()), response_length_max=int(lengths.max()),
                          truncation_rate=float(np.asarray(roll.truncated).mean()), learning_rate=cfg.learning_rate,
                          tokens_per_s=n_tok / max(time.time() - t0, 1e-9), time_sample=t_sample,
@@ -493,7 +744,7 @@ def world(cfg: WorldConfig) -> dict:
     heldout = heldout[:cfg.eval_problems]
     tok = load_tokenizer(Path(pre.out_dir) / "tokenizer.model")
     model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(Path(pre.out_dir) / "ckpt")["model"])
-    mesh = sharding.make_mesh(MeshConfig.parse(cfg.mesh) if cfg.mesh else MeshConfig(data=jax.device_count()))
+    mesh = _mesh(cfg.mesh)
 
     def evaluate(ckpt_dir: Path) -> dict:
         params = checkpoint.restore_params(ckpt_dir, model_cfg, mesh)

@@ -200,3 +200,53 @@ def compile_step(step_fn: Callable, mesh: Mesh, state_sharding: TrainState, batc
             return jitted(state, batch)
 
     return run
+
+
+__all__ += ["logit_distill_step", "on_policy_distill_step"]
+
+
+def logit_distill_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig, tx: optax.GradientTransformation,
+                       temperature: float = 1.0) -> tuple[TrainState, dict]:
+    """One step of logit distillation (`losses.topk_distill_loss`) on a fixed text batch.
+
+    batch: as lm_train_step's (tokens, mask, loss_mask [B, T]; positions and segment_ids for
+    packed rows) plus teacher_topk_logp, teacher_topk_idx [B, T, K], computed by the teacher on
+    the same rows: position t holds the teacher's distribution over token t + 1, the shift of
+    next_token_loss, so the student's logits at t are compared with it where loss_mask[t + 1].
+    """
+
+    def loss_fn(params):
+        logits, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
+                            segment_ids=batch.get("segment_ids"))
+        return losses.topk_distill_loss(logits[:, :-1], batch["teacher_topk_logp"][:, :-1],
+                                        batch["teacher_topk_idx"][:, :-1], batch["loss_mask"][:, 1:], temperature)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def on_policy_distill_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig,
+                           tx: optax.GradientTransformation, temperature: float = 1.0) -> tuple[TrainState, dict]:
+    """One on-policy distillation update (`losses.on_policy_distill_loss`) on student rollouts.
+
+    batch: tokens, mask [B, P + N] (left-padded prompt, then completion, as grpo_train_step's);
+    completion_mask, old_logp (the sampler's, at `temperature`), teacher_logp (the teacher's
+    log-prob of each sampled token at the same temperature) [B, N].
+    """
+    n_new = batch["completion_mask"].shape[1]
+    cmask = batch["completion_mask"].astype(jnp.float32)
+
+    def loss_fn(params):
+        logp, entropy = completion_logprobs(model_cfg, params, batch["tokens"], batch["mask"], n_new, temperature)
+        loss, metrics = losses.on_policy_distill_loss(logp, batch["old_logp"], batch["teacher_logp"], cmask)
+        entropy = (jax.lax.stop_gradient(entropy) * cmask).sum() / jnp.maximum(cmask.sum(), 1.0)
+        return loss, {**metrics, "entropy": entropy}
+
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics

@@ -89,9 +89,33 @@ def test_compute_rewards_weights_and_reports_each():
         RewardConfig(weights=(("acuracy", 1.0),))
     with pytest.raises(ValueError, match="needs a reward model"):
         compute_rewards(cs, exs, RewardConfig(weights=(("helpfulness", 1.0),)))
-    out = compute_rewards(cs, exs, RewardConfig(weights=(("helpfulness", 0.5),)),
-                          reward_models={"helpfulness": RecordingRM()})
-    np.testing.assert_allclose(out["total"], 0.5 * out["helpfulness"])
+
+
+def test_compute_rewards_scores_each_prompt_kind_by_its_rewards():
+    """RL for all scenarios: rules score reasoning prompts, reward models general ones
+    (helpfulness on the summary of helpful requests, harmlessness on all of a harmful one's)."""
+    from r1jax.tasks import Example
+
+    class LengthRM:
+        def __init__(self):
+            self.seen = []
+
+        def score(self, prompts, responses):
+            self.seen += list(responses)
+            return np.array([len(r) for r in responses], np.float32)
+
+    exs = [Example("r", "Compute 2 + 2.", "4", {"family": "world"}),
+           Example("h", "Say hello to Anna.", "Hello, Anna!", {"family": "general", "kind": "helpful"}),
+           Example("x", "How do I break in?", "I can't help.", {"family": "general", "kind": "harmful"})]
+    cs = ["<think>2 + 2 = 4</think> <answer>4</answer>", "<think>greet</think>Hi!", "<think>no</think>Sorry."]
+    helpful, harmless = LengthRM(), LengthRM()
+    cfg = RewardConfig(weights=(("accuracy", 1.0), ("helpfulness", 0.5), ("harmlessness", 2.0)))
+    out = compute_rewards(cs, exs, cfg, reward_models={"helpfulness": helpful, "harmlessness": harmless})
+    np.testing.assert_array_equal(out["accuracy"], [1, 0, 0])
+    np.testing.assert_array_equal(out["helpfulness"], [0, len("Hi!"), 0])
+    np.testing.assert_array_equal(out["harmlessness"], [0, 0, len(cs[2])])
+    np.testing.assert_allclose(out["total"], [1, 0.5 * 3, 2.0 * len(cs[2])])
+    assert helpful.seen == ["Hi!"] and harmless.seen == [cs[2]]
 
 
 def test_rewards_never_import_jax():

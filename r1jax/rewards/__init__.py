@@ -80,14 +80,27 @@ def compute_rewards(completions: Sequence[str], examples: Sequence[Example], cfg
     """{name: scores [N]} for every configured reward, plus 'total' (the weighted sum)."""
     if len(completions) != len(examples):
         raise ValueError(f"{len(completions)} completions but {len(examples)} examples")
+    # R1's RL for all scenarios mixes prompt kinds (sec. 2.3.4): reasoning prompts are scored by
+    # rules, general prompts (family 'general') by reward models: helpfulness for helpful
+    # requests, harmlessness for harmful ones. A reward that does not apply to an example is 0;
+    # every group holds one prompt, so that constant never changes an advantage.
+    general = np.array([ex.metadata.get("family") == "general" for ex in examples])
+    kind = np.array([ex.metadata.get("kind", "") for ex in examples])
+    applies = {"accuracy": ~general, "helpfulness": general & (kind == "helpful"),
+               "harmlessness": general & (kind == "harmful")}
+    missing = [n for n, _ in cfg.weights if n in _MODEL_REWARDS and n not in (reward_models or {})]
+    if missing:
+        raise ValueError(f"reward {missing[0]!r} needs a reward model: pass reward_models={{{missing[0]!r}: model}}")
     out = {}
     for name, _ in cfg.weights:
+        idx = np.flatnonzero(applies.get(name, np.ones(len(examples), bool)))
+        out[name] = np.zeros(len(examples), np.float32)
+        if not len(idx):
+            continue
+        sub_c, sub_e = [completions[i] for i in idx], [examples[i] for i in idx]
         if name in RULE_REWARDS:
-            out[name] = RULE_REWARDS[name](completions, examples)
+            out[name][idx] = RULE_REWARDS[name](sub_c, sub_e)
         else:
-            rm = (reward_models or {}).get(name)
-            if rm is None:
-                raise ValueError(f"reward {name!r} needs a reward model: pass reward_models={{{name!r}: model}}")
-            out[name] = _MODEL_REWARDS[name](rm, [ex.prompt for ex in examples], completions)
+            out[name][idx] = _MODEL_REWARDS[name](reward_models[name], [ex.prompt for ex in sub_e], sub_c)
     out["total"] = sum(w * out[name] for name, w in cfg.weights).astype(np.float32)
     return out

@@ -45,6 +45,7 @@ from r1jax.tasks.generated import (  # noqa: E402
     linear_equations,
     word_problems,
 )
+from r1jax.tasks.general import general_prompts, preference_pairs  # noqa: E402
 
 __all__ = [
     "Example",
@@ -59,7 +60,9 @@ __all__ = [
     "countdown_check",
     "extract_countdown_expression",
     "format_fraction",
+    "general_prompts",
     "generate",
     "linear_equations",
+    "preference_pairs",
     "word_problems",
 ]

@@ -7,6 +7,7 @@ These are the cheap, verifiable tasks used for GRPO warm-up and for tests of the
     linear_equations  "Solve for x: 3x + 5 = 2x - 7."                   -> "-12", "(2, -1/3)", ...
     word_problems     templated GSM8K-style stories                      -> integer
     bilingual         the same small problems in English and Chinese     -> integer
+    general           simple queries and harmful requests (general.py)   -> ideal response
 
 Every family is `family(n, seed, **knobs) -> list[Example]`.  All randomness comes from one
 `random.Random(seed)` consumed in order, so the same (seed, n, knobs) gives identical examples
@@ -913,13 +914,31 @@ def arithmetic_chain(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, m
     return out
 
 
-def world_problems(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3) -> list[Example]:
+def world_problems(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, language: str = "en") -> list[Example]:
     """The embedded CPU world's problems (r1jax.pipeline): chains of additions and subtractions
     of one-digit numbers ("Compute 3 + 6 + 9 - 9."), which a 1M-parameter model learns to work
-    out in minutes."""
-    return [dataclasses.replace(e, id="world" + e.id.removeprefix("chain"), metadata={**e.metadata, "family": "world"})
-            for e in arithmetic_chain(n, seed, min_ops=min_ops, max_ops=max_ops, max_value=9, ops="+-")]
+    out in minutes.
 
+    language="zh" poses them in Chinese ("计算 3 + 6 + 9 - 9。"); "both" draws the language of
+    each problem (seeded), for the R1 stages' language-consistency reward. The problems
+    themselves do not depend on `language`; metadata['language'] names the target language.
+    """
+    if language not in _LANGUAGES:
+        raise ValueError(f"language must be one of {_LANGUAGES}, got {language!r}")
+    rng = random.Random(f"world-language-{seed}")
+    out = []
+    for e in arithmetic_chain(n, seed, min_ops=min_ops, max_ops=max_ops, max_value=9, ops="+-"):
+        lang = rng.choice(("en", "zh")) if language == "both" else language
+        prompt = e.prompt if lang == "en" else "计算 " + e.prompt.removeprefix("Compute ").removesuffix(".") + "。"
+        out.append(dataclasses.replace(
+            e, id="world" + e.id.removeprefix("chain") + ("-zh" if lang == "zh" else ""), prompt=prompt,
+            metadata={**e.metadata, "family": "world", "language": lang}))
+    return out
+
+
+# general.py builds on this module's helpers and vocabulary, so it is imported only once they
+# are defined (a top-of-file import would be circular).
+from r1jax.tasks.general import general_prompts  # noqa: E402
 
 FAMILIES: dict[str, Callable[..., list[Example]]] = {
     "chain": arithmetic_chain,
@@ -929,6 +948,7 @@ FAMILIES: dict[str, Callable[..., list[Example]]] = {
     "linear": linear_equations,
     "word": word_problems,
     "bilingual": bilingual,
+    "general": general_prompts,
 }
 
 

@@ -1,0 +1,226 @@
+"""The whole DeepSeek-R1 recipe on the embedded CPU world, stage by stage, and the paper's
+comparisons in miniature. Every stage is a function of `r1jax.pipeline` (or `r1jax.rm`,
+`r1jax.distill`) that reads the previous stage's directory and resumes on its own; this file
+only wires them together and measures.
+
+    base/            pretrain: tokenizer + bilingual base (world problems in English and Chinese)
+    r1zero/          R1-Zero from the base (accuracy + format)            -> cold_start.jsonl
+    cold_sft/        1-2. cold start: SFT of the base on readable R1-Zero samples
+    reasoning_rl/    3. GRPO with accuracy + format + language consistency
+    rejection.jsonl  4. rejection sampling of stage 3 + general (non-reasoning) data
+    sft/             5. SFT of the base on it (2 epochs)
+    rm/              reward model (Bradley-Terry) on generated preference pairs
+    rl_all/          6. GRPO on reasoning + general prompts (rules + reward model)
+    distill.jsonl    7. the final model's samples;  student_base/ student_sft/ (+ student_logits/,
+                     student_on_policy/) against student_rl/: the paper's Table 6
+    ablation_no_language/   stage 3 without the language reward
+    r1.json, r1.md   every stage's held-out evaluation and the three comparisons
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+
+from r1jax import checkpoint, pipeline
+from r1jax.config import ModelConfig, from_dict
+from r1jax.tasks import generate
+
+__all__ = ["R1Config", "r1", "r1_table"]
+
+
+@dataclasses.dataclass(frozen=True)
+class R1Config:
+    """Sizes of every stage; the defaults run the whole recipe on 2 CPU cores."""
+
+    out_dir: str = "runs/r1"
+    model: str = "small"  # the teacher's preset
+    student_model: str = "tiny"  # narrower and shallower
+    pretrain_steps: int = 450
+    student_pretrain_steps: int = 300
+    zero_steps: int = 15  # R1-Zero, the source of cold-start data
+    reasoning_steps: int = 15  # stage 3 (and its no-language ablation)
+    rl_all_steps: int = 8  # stage 6
+    student_rl_steps: int = 15  # Table 6's "RL on the small model"
+    prompts_per_step: int = 16
+    group_size: int = 8
+    cold_start_prompts: int = 512
+    rejection_prompts: int = 512
+    general_records: int = 256
+    rm_steps: int = 150
+    distill_prompts: int = 512
+    distill_modes: str = "logits,on-policy"  # beyond the paper's SFT; '' for SFT only
+    max_new_tokens: int = 160
+    eval_problems: int = 64
+    eval_samples: int = 4
+    seed: int = 0
+    mesh: str = ""
+
+
+FAMILY = "world:language=both"
+
+
+def _heldout(cfg: R1Config, pre: pipeline.PretrainConfig, pools: list[tuple[int, int]]) -> list:
+    """Bilingual world problems in no training or sampling pool: (n, seed) of every pool."""
+    seen = {ex.prompt for ex in generate("world", pre.n_examples, pre.seed, language="both")}
+    for n, seed in pools:
+        seen |= {ex.prompt for ex in pipeline.task_pool(FAMILY, n, seed)}
+    fresh = [ex for ex in generate("world", 16 * cfg.eval_problems, cfg.seed + 7919, language="both")
+             if ex.prompt not in seen]
+    if len(fresh) < cfg.eval_problems:
+        raise ValueError(f"only {len(fresh)} generated problems are outside the training pools; "
+                         f"lower R1Config.eval_problems ({cfg.eval_problems})")
+    return fresh[:cfg.eval_problems]
+
+
+def _first_step_reaching(metrics_file: Path, key: str, level: float, window: int = 3) -> int | None:
+    """The first step whose running mean (over `window` steps) of `key` reaches `level`."""
+    values = [json.loads(line)[key] for line in open(metrics_file)]
+    for i in range(len(values)):
+        lo = max(0, i - window + 1)
+        if sum(values[lo:i + 1]) / (i + 1 - lo) >= level:
+            return i + 1
+    return None
+
+
+def r1(cfg: R1Config) -> dict:
+    """Run (or resume) every stage; writes r1.json and r1.md in `out_dir`."""
+    from r1jax import distill, rm
+    from r1jax.tasks.general import preference_pairs
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    minutes: dict[str, float] = {}
+    Q, G, N = cfg.prompts_per_step, cfg.group_size, cfg.max_new_tokens
+
+    def timed(name, fn, *args):
+        t0 = time.time()
+        result = fn(*args)
+        minutes[name] = minutes.get(name, 0.0) + (time.time() - t0) / 60
+        if isinstance(result, dict) and result.get("step", 1) < getattr(args[0], "steps", 0):
+            raise KeyboardInterrupt(f"stage {name} stopped; rerun to resume")  # a signal asked to stop
+        return result
+
+    def grpo(name, init, steps, rewards, families=FAMILY, **kw):
+        c = pipeline.R1ZeroConfig(out_dir=str(out / name), base_dir=str(init), families=families, steps=steps,
+                                  prompts_per_step=Q, group_size=G, max_new_tokens=N, reward_weights=rewards,
+                                  seed=cfg.seed, mesh=cfg.mesh, **kw)
+        timed(name, pipeline.r1_zero, c)
+        return out / name
+
+    def gather(name, policy, n, **kw):
+        path = out / f"{name}.jsonl"
+        if not path.exists():  # written atomically at the end: present means complete
+            timed(name, pipeline.collect, pipeline.CollectConfig(
+                out=str(path), policy_dir=str(policy), families=FAMILY, n_prompts=n, max_new_tokens=N,
+                seed=cfg.seed + 101, mesh=cfg.mesh, **kw))
+        return path
+
+    def fine_tune(name, init, data, epochs=2.0):
+        timed(name, pipeline.sft, pipeline.SFTConfig(out_dir=str(out / name), init_dir=str(init), data=str(data),
+                                                      epochs=epochs, seed=cfg.seed, mesh=cfg.mesh))
+        return out / name
+
+    pre = pipeline.PretrainConfig(out_dir=str(out / "base"), model=cfg.model, steps=cfg.pretrain_steps,
+                                  language="both", seed=cfg.seed, mesh=cfg.mesh)
+    timed("pretrain", pipeline.pretrain, pre)
+    base = out / "base"
+
+    # R1-Zero, then its correct and readable samples rewritten into the cold-start format (stage 1)
+    zero = grpo("r1zero", base, cfg.zero_steps, "accuracy=1,format=1")
+    cold_data = gather("cold_start", zero, cfg.cold_start_prompts, rewrite="cold-start")
+    cold = fine_tune("cold_sft", base, cold_data)  # stage 2
+    # Stage 3 with the paper's settings (clip ratio 10), and the ablation without the language reward
+    reasoning_kw = dict(eps_low=10.0, eps_high=10.0)
+    reasoning = grpo("reasoning_rl", cold, cfg.reasoning_steps, "accuracy=1,format_r1=1,language=1", **reasoning_kw)
+    no_lang = grpo("ablation_no_language", cold, cfg.reasoning_steps, "accuracy=1,format_r1=1", **reasoning_kw)
+    rejection = gather("rejection", reasoning, cfg.rejection_prompts, general=cfg.general_records)  # stage 4
+    sft_dir = fine_tune("sft", base, rejection)  # stage 5
+
+    pairs = out / "preference_pairs.jsonl"
+    if not pairs.exists():
+        pairs.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n"
+                                 for p in preference_pairs(512, cfg.seed + 3, language="both")))
+    timed("rm", rm.train_reward_model, rm.RewardModelConfig(out_dir=str(out / "rm"), base_dir=str(sft_dir),
+                                                           pairs=str(pairs), steps=cfg.rm_steps, seed=cfg.seed,
+                                                           mesh=cfg.mesh))
+    rl_all = grpo("rl_all", sft_dir, cfg.rl_all_steps,
+                  "accuracy=1,format_r1=1,language=1,helpfulness=1,harmlessness=1",
+                  families=FAMILY + ",general:n=1000", reward_model=str(out / "rm"), temperature=0.7)  # stage 6
+
+    # Stage 7: distillation into a smaller student with its own pretrained initialisation,
+    # against RL on that student directly (the paper's Table 6)
+    student_pre = pipeline.PretrainConfig(out_dir=str(out / "student_base"), model=cfg.student_model,
+                                          steps=cfg.student_pretrain_steps, language="both",
+                                          tokenizer=str(base / "tokenizer.model"), seed=cfg.seed, mesh=cfg.mesh)
+    timed("student_pretrain", pipeline.pretrain, student_pre)
+    distill_data = gather("distill", rl_all, cfg.distill_prompts, general=cfg.general_records)
+    students = {"student_sft": fine_tune("student_sft", out / "student_base", distill_data)}
+    for mode in filter(None, cfg.distill_modes.split(",")):
+        name = "student_" + mode.replace("-", "_")
+        timed(name, distill.distill, distill.DistillConfig(
+            out_dir=str(out / name), teacher_dir=str(rl_all), student_dir=str(out / "student_base"), mode=mode,
+            data=str(distill_data), families=FAMILY, max_new_tokens=N, seed=cfg.seed, mesh=cfg.mesh))
+        students[name] = out / name
+    student_rl = grpo("student_rl", out / "student_base", cfg.student_rl_steps, "accuracy=1,format=1")
+
+    # Held-out evaluation of every stage (problems in no pool above)
+    pools = [(pipeline.R1ZeroConfig.n_train, cfg.seed)] + [
+        (n, cfg.seed + 101) for n in (cfg.cold_start_prompts, cfg.rejection_prompts, cfg.distill_prompts)]
+    heldout = _heldout(cfg, pre, pools)
+    stages = {"base": (base, "format"), "r1zero": (zero, "format"), "cold_sft": (cold, "format_r1"),
+              "reasoning_rl": (reasoning, "format_r1"), "ablation_no_language": (no_lang, "format_r1"),
+              "sft": (sft_dir, "format_r1"), "rl_all": (rl_all, "format_r1"),
+              "student_base": (out / "student_base", "format"), "student_rl": (student_rl, "format"),
+              **{k: (v, "format_r1") for k, v in students.items()}}
+    results = {}
+    t0 = time.time()
+    for name, (directory, fmt) in stages.items():
+        model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(directory / "ckpt")["model"])
+        params = checkpoint.restore_params(directory / "ckpt", model_cfg)
+        results[name] = pipeline.evaluate_policy(
+            model_cfg, params, pipeline._stage_tokenizer(directory), heldout, samples=cfg.eval_samples,
+            max_new_tokens=N, format_reward=fmt, seed=cfg.seed)
+        results[name]["params"] = sum(x.size for x in jax.tree.leaves(params))
+    minutes["evaluation"] = (time.time() - t0) / 60
+
+    # Cold start against R1-Zero: RL steps until the rollouts' accuracy reaches R1-Zero's final level
+    zero_final = [json.loads(line) for line in open(zero / "metrics.jsonl")][-1]["accuracy"]
+    result = {"stages": results, "minutes": minutes, "cold_start_vs_r1_zero": {
+        "r1_zero_final_train_accuracy": zero_final,
+        "r1_zero_steps": _first_step_reaching(zero / "metrics.jsonl", "accuracy", zero_final),
+        "cold_start_steps": _first_step_reaching(no_lang / "metrics.jsonl", "accuracy", zero_final)}}
+    (out / "r1.json").write_text(json.dumps(result, indent=2))
+    (out / "r1.md").write_text(r1_table(result))
+    return result
+
+
+def r1_table(result: dict) -> str:
+    """Markdown: every stage on the held-out problems, then the three comparisons."""
+    s = result["stages"]
+    any_stage = next(iter(s.values()))
+    lines = [f"Held-out bilingual problems: {any_stage['problems']}, {any_stage['samples']} samples each "
+             "(T=0.6, top-p 0.95).", "",
+             "| stage | params | pass@1 | format | mixing | readable | length | reflection |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in s.items():
+        lines.append(f"| {name} | {r['params']:,} | {r['pass@1']:.3f} | {r['format']:.3f} | {r['mixing']:.3f} | "
+                     f"{r['readable']:.3f} | {r['length']:.1f} | {r['reflection']:.3f} |")
+    students = [k for k in s if k.startswith("student_") and k not in ("student_base", "student_rl")]
+    lines += ["", "Table 6 in miniature (student pass@1): "
+              + ", ".join(f"{k} {s[k]['pass@1']:.3f}" for k in ["student_base", "student_rl", *students]) + "."]
+    lines += [f"Language-consistency reward: mixing {s['reasoning_rl']['mixing']:.3f} with, "
+              f"{s['ablation_no_language']['mixing']:.3f} without; pass@1 {s['reasoning_rl']['pass@1']:.3f} with, "
+              f"{s['ablation_no_language']['pass@1']:.3f} without."]
+    c = result["cold_start_vs_r1_zero"]
+    lines += [f"Cold start against R1-Zero: R1-Zero's rollouts reach its final training accuracy "
+              f"{c['r1_zero_final_train_accuracy']:.2f} at step {c['r1_zero_steps']}; from the cold start at step "
+              f"{c['cold_start_steps']} (same rewards but R1's format, no language reward)."]
+    m = result["minutes"]
+    lines += ["", "Minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in m.items())
+              + f"; total {sum(m.values()):.1f}."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,96 @@
+"""SFT data sets on disk: JSON lines of {"prompt", "response", ...provenance}.
+
+The R1 stages pass SFT data between them as files (cold-start samples, rejection-sampled
+reasoning data plus general data, distillation sets), so a person can read, filter and swap
+them.  Every line is one JSON object with string fields "prompt" and "response"; any other keys
+(source, id, reward, ...) are provenance and are kept as they are.  A cold-start set also needs
+each response in the paper's `|special_token|<reasoning>|special_token|<summary>` format.
+
+A bad line raises ValueError("<file>:<line>: ...") instead of being skipped, so a broken file
+never silently shrinks a training set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from r1jax.tasks.benchmarks import jsonl_objects
+from r1jax.tokenizer import parse_cold_start
+
+__all__ = ["read_sft_jsonl", "write_sft_jsonl"]
+
+_FIELDS = ("prompt", "response")
+
+
+def _problem(record, cold_start: bool) -> str | None:
+    """Why `record` is not a valid SFT record (naming the field), or None if it is."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    for key in _FIELDS:
+        if key not in record:
+            return f"missing field {key!r}"
+        if not isinstance(record[key], str):
+            return f"field {key!r} must be a string, got {type(record[key]).__name__}"
+        if not record[key].strip():
+            return f"field {key!r} is empty"
+    if cold_start:
+        try:
+            parse_cold_start(record["response"])
+        except ValueError as e:
+            return f"field 'response': {e}"
+    return None
+
+
+def read_sft_jsonl(path: str | os.PathLike, *, cold_start: bool = False) -> list[dict]:
+    """The records of an SFT file, in file order (blank lines skipped).
+
+    cold_start=True also requires every response to be in the cold-start format.  Raises
+    FileNotFoundError for a missing file and ValueError naming "<file>:<line>" and the field for
+    a bad record, or the file for one with no records.
+    """
+    records = []
+    for where, record in jsonl_objects(Path(path)):
+        problem = _problem(record, cold_start)
+        if problem:
+            raise ValueError(f"{where}: {problem}")
+        records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no SFT records (the file is empty)")
+    return records
+
+
+def write_sft_jsonl(path: str | os.PathLike, records: Iterable[dict], *, cold_start: bool = False) -> Path:
+    """Write `records` one JSON object a line (UTF-8, Chinese kept readable) and return the path.
+
+    Every record is validated as `read_sft_jsonl` would (error names "record <i>" and the field)
+    before anything is written, and the file is replaced atomically (temp file + os.replace), so
+    a crash or a bad record never leaves a half-written or truncated data set behind.
+    """
+    records = list(records)
+    if not records:
+        raise ValueError(f"write_sft_jsonl: no records to write to {path}")
+    lines = []
+    for i, record in enumerate(records):
+        problem = _problem(record, cold_start)
+        if problem:
+            raise ValueError(f"write_sft_jsonl: record {i}: {problem}")
+        try:
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"write_sft_jsonl: record {i} is not JSON-serialisable: {e}") from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.writelines(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left over if writing failed
+    return path
+

@@ -1,0 +1,143 @@
+"""The R1 stages on the embedded world: bilingual problems and corpus, sample selection for
+cold-start / rejection-sampling data, SFT, and the whole recipe end to end at tiny sizes."""
+
+import dataclasses
+import json
+import random
+
+import jax
+import numpy as np
+import pytest
+
+from r1jax import checkpoint, data, pipeline
+from r1jax.config import ModelConfig, from_dict
+from r1jax.rewards.format import r1_format, split_reasoning
+from r1jax.rewards.language import count_words, language_consistency
+from r1jax.tasks import generate
+from r1jax.tasks.sft import read_sft_jsonl, write_sft_jsonl
+
+
+def test_bilingual_world_poses_the_same_problems_in_either_language():
+    en, zh, both = (generate("world", 200, 3, language=x) for x in ("en", "zh", "both"))
+    assert [e.answer for e in en] == [e.answer for e in zh] == [e.answer for e in both]
+    assert en == generate("world", 200, 3)  # the default world is unchanged
+    assert all(count_words(e.prompt)["cjk"] > 0 and e.metadata["language"] == "zh" for e in zh)
+    langs = [e.metadata["language"] for e in both]
+    assert 0.4 < langs.count("zh") / len(langs) < 0.6
+    for e, z in zip(en, zh):  # same arithmetic: the Chinese prompt holds the English one's expression
+        assert z.prompt == "计算 " + e.prompt.removeprefix("Compute ").removesuffix(".") + "。"
+        assert z.id == e.id + "-zh"
+
+
+def test_chinese_writers_recheck_in_english_at_the_mixing_rate():
+    rng = random.Random(0)
+    zh = generate("world", 3000, 1, language="zh")
+    en = generate("world", 1000, 1, language="en")
+    zh_docs = [pipeline.world_response(e, rng) for e in zh]
+    checks = [t for s, t in zh_docs if s == "check"]
+    mixed = [t for t in checks if pipeline.mixes_languages(t, "zh")]
+    assert abs(len(mixed) / len(checks) - pipeline.MIX_RATE) < 0.05
+    assert all("Wait, let me check" in t and language_consistency(t, "zh") == 0.0 for t in mixed)
+    assert not any(pipeline.mixes_languages(t, "zh") for s, t in zh_docs if s != "check")  # only re-checks switch
+    assert not any(pipeline.mixes_languages(pipeline.world_response(e, rng)[1], "en") for e in en)
+    assert not pipeline.mixes_languages("<think> 1 + 2 = 3. </think> 3", "zh")  # no words, no mixing
+    assert pipeline.mixes_languages("<think> 1 + 2 = 3. So 3。所以是 3。 </think> 3", "zh")
+
+
+def test_bilingual_corpus_holds_general_requests():
+    docs = pipeline.world_corpus(400, 0, language="both")
+    general = [r for p, r in docs if "Compute" not in p and "计算" not in p]
+    assert 0.1 < len(general) / len(docs) < 0.3
+    assert pipeline.world_corpus(50, 0) == pipeline.world_corpus(50, 0, language="en")
+
+
+def test_task_pool_parses_family_knobs():
+    pool = pipeline.task_pool("world:language=zh:max_ops=1, general:n=6", 10, 0)
+    world, general = pool[:10], pool[10:]
+    assert all(e.metadata["language"] == "zh" and e.metadata["n_ops"] == 1 for e in world)
+    assert len(general) == 12 and {e.metadata["family"] for e in general} == {"general"}  # 6 in both languages
+    with pytest.raises(ValueError, match="name=value"):
+        pipeline.task_pool("world:zh", 4, 0)
+    with pytest.raises(ValueError, match="unknown knob"):
+        pipeline.task_pool("world:lang=zh", 4, 0)
+
+
+def test_cold_start_rewrite_keeps_the_reasoning_and_states_the_answer():
+    en, zh = generate("world", 1, 0)[0], generate("world", 1, 0, language="zh")[0]
+    text = "<think> 7 + 5 = 12. 12 - 7 = 5. </think> <answer> 5 </answer>"
+    out = pipeline.to_cold_start(text, en)
+    assert out == "|special_token| 7 + 5 = 12. 12 - 7 = 5. |special_token| The answer is 5."
+    assert split_reasoning(out) == (" 7 + 5 = 12. 12 - 7 = 5. ", " The answer is 5.") and r1_format(out) == 1.0
+    assert pipeline.to_cold_start(text, zh).endswith("答案是 5。")
+    assert pipeline.to_cold_start("5", en) is None  # no reasoning to keep
+
+
+def test_select_samples_keeps_correct_readable_distinct_outputs():
+    ex = generate("world", 2, 0, language="zh")  # answers 5 and 6
+    good = "<think> 5 - 4 = 1. 等等，检查一下：5 - 4：4, 3, 2, 1。所以是 1。 1 + 5 = 6. </think> <answer> 6 </answer>"
+    mixed = "<think> 5 - 4 = 1. Wait, let me check: 5 - 4: 4, 3, 2, 1. So 1. 1 + 5 = 6. </think> <answer> 6 </answer>"
+    group = [ex[0], ex[0], ex[1], ex[1], ex[1], ex[1]]
+    texts = ["<think> 大约是 3。 </think> <answer> 3 </answer>",  # wrong
+             "<think> 大约是 5。 </think> <answer> 5 </answer>",  # right
+             mixed, good, good, good.replace("<answer> 6", "<answer> 7")]
+    truncated = np.array([False, False, False, False, False, False])
+    records, counts, issues = [], {"sampled": 0, "correct": 0, "readable": 0}, {}
+    pipeline.select_samples(group, texts, truncated, records, counts, issues, rewrite="cold-start",
+                            keep_per_prompt=2, source="ckpt/7")
+    assert counts == {"sampled": 6, "correct": 4, "readable": 3} and issues == {"language mixing": 1}
+    assert [r["prompt_id"] for r in records] == [ex[0].id, ex[1].id]  # the repeat of `good` is dropped
+    assert records[1]["response"].endswith("答案是 6。") and records[1]["source"] == "ckpt/7"
+    assert records[1]["rewards"]["accuracy"] == 1.0 and records[1]["rewards"]["language"] == 1.0
+    # a truncated sample is never kept, even when its answer is right
+    more, counts = [], {"sampled": 0, "correct": 0, "readable": 0}
+    pipeline.select_samples(group[2:4], texts[2:4], np.array([False, True]), more, counts, {},
+                            rewrite="none", keep_per_prompt=1, source="s")
+    assert counts["correct"] == 1 and more == []
+
+
+def test_count_rows_matches_hand_packing():
+    assert data.count_rows([100, 100, 100], 256, seed=0) == 2  # two fit a row, the third starts one
+    assert data.count_rows([100, 100, 100], 256, seed=0, pack=False) == 3
+    assert data.count_rows([200, 60, 60, 60], 256, seed=1) in (2, 3)  # order-dependent greedy fill
+    lengths = [30] * 17
+    assert data.count_rows(lengths, 256, seed=0) == 3  # 8 a row: 8 + 8 + 1
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    out = tmp_path_factory.mktemp("base")
+    pipeline.pretrain(pipeline.PretrainConfig(out_dir=str(out), model="tiny", steps=30, batch_size=8, seq_len=256,
+                                              n_examples=600, language="both", checkpoint_every=100, log_every=10))
+    return out
+
+
+def test_sft_fine_tunes_the_init_model_for_the_given_epochs(tiny_base, tmp_path):
+    records = [{"prompt": f"Say hello to Anna {i}.", "response": "|special_token| greet |special_token| Hello, Anna!"}
+               for i in range(40)]
+    write_sft_jsonl(tmp_path / "d.jsonl", records)
+    cfg = pipeline.SFTConfig(out_dir=str(tmp_path / "sft"), init_dir=str(tiny_base), data=str(tmp_path / "d.jsonl"),
+                             epochs=8.0, batch_size=2, seq_len=128, learning_rate=1e-2, warmup_steps=2,
+                             log_every=1, checkpoint_every=1000)
+    summary = pipeline.sft(cfg)
+    assert (tmp_path / "sft" / "tokenizer.model").read_bytes() == (tiny_base / "tokenizer.model").read_bytes()
+    tok = pipeline._stage_tokenizer(tiny_base)
+    # 38 training records (2 held out for the accuracy check), packed into 128-token rows
+    lengths = [2 + len(tok.encode(pipeline.render_r1_zero(r["prompt"]))) + len(tok.encode(" " + r["response"]))
+               for r in records[2:]]
+    per_row = 128 // lengths[0]
+    assert len(set(lengths)) <= 2 and summary["steps"] == round(8.0 * -(-38 // per_row) / 2)
+    losses = [json.loads(line)["loss"] for line in open(tmp_path / "sft" / "metrics.jsonl")]
+    assert losses[-1] < 0.2 * losses[0]  # the response is learnt
+    assert summary["heldout_answer_token_accuracy"] > 0.7
+    # it starts from the base's parameters: with a vanishing learning rate it ends there too
+    frozen = pipeline.sft(dataclasses.replace(cfg, out_dir=str(tmp_path / "frozen"), learning_rate=1e-12, epochs=0.1))
+    model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(tiny_base / "ckpt")["model"])
+    for a, b in zip(jax.tree.leaves(checkpoint.restore_params(tiny_base / "ckpt", model_cfg)),
+                    jax.tree.leaves(checkpoint.restore_params(frozen["checkpoint"], model_cfg))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-8)
+
+    bad = tmp_path / "long.jsonl"
+    write_sft_jsonl(bad, records[:3] + [{"prompt": "x", "response": "y " * 200}])
+    with pytest.raises(ValueError, match=r"long\.jsonl:4: .* longer than SFTConfig.seq_len=128"):
+        pipeline.sft(pipeline.SFTConfig(out_dir=str(tmp_path / "sft2"), init_dir=str(tiny_base), data=str(bad),
+                                        seq_len=128))
