@@ -89,7 +89,7 @@ def _first_step_reaching(metrics_file: Path, key: str, level: float, window: int
 
 def r1(cfg: R1Config) -> dict:
     """Run (or resume) every stage; writes r1.json and r1.md in `out_dir`."""
-    from r1jax import distill, rm
+    from r1jax import rm
     from r1jax.tasks.general import preference_pairs
 
     out = Path(cfg.out_dir)
@@ -161,6 +161,7 @@ def r1(cfg: R1Config) -> dict:
     distill_data = gather("distill", rl_all, cfg.distill_prompts, general=cfg.general_records)
     students = {"student_sft": fine_tune("student_sft", out / "student_base", distill_data)}
     for mode in filter(None, cfg.distill_modes.split(",")):
+        from r1jax import distill
         name = "student_" + mode.replace("-", "_")
         timed(name, distill.distill, distill.DistillConfig(
             out_dir=str(out / name), teacher_dir=str(rl_all), student_dir=str(out / "student_base"), mode=mode,

@@ -141,3 +141,45 @@ def test_sft_fine_tunes_the_init_model_for_the_given_epochs(tiny_base, tmp_path)
     with pytest.raises(ValueError, match=r"long\.jsonl:4: .* longer than SFTConfig.seq_len=128"):
         pipeline.sft(pipeline.SFTConfig(out_dir=str(tmp_path / "sft2"), init_dir=str(tiny_base), data=str(bad),
                                         seq_len=128))
+
+
+def test_whole_recipe_runs_end_to_end_at_tiny_sizes(tmp_path):
+    """Every stage in order from one call, each reading the previous stage's directory; the
+    report holds every stage's evaluation and the three comparisons. (Each stage's behaviour
+    is tested in its own file; this checks the wiring and the provenance between stages.)"""
+    from r1jax import recipe
+
+    cfg = recipe.R1Config(out_dir=str(tmp_path / "r1"), model="tiny", student_model="tiny", pretrain_steps=120,
+                          student_pretrain_steps=20, zero_steps=2, reasoning_steps=1, rl_all_steps=1,
+                          student_rl_steps=1, prompts_per_step=4, group_size=4, cold_start_prompts=96,
+                          rejection_prompts=32, general_records=8, rm_steps=4, distill_prompts=32, distill_modes="",
+                          max_new_tokens=48, eval_problems=4, eval_samples=2)
+    result = recipe.r1(cfg)
+    out = tmp_path / "r1"
+    stages = result["stages"]
+    assert set(stages) == {"base", "r1zero", "cold_sft", "reasoning_rl", "ablation_no_language", "sft", "rl_all",
+                           "student_base", "student_rl", "student_sft"}
+    for r in stages.values():
+        assert 0.0 <= r["pass@1"] <= 1.0 and r["problems"] == 4 and r["samples"] == 2
+    # the cold-start set is R1-Zero's correct outputs in the cold-start format, with provenance
+    cold = read_sft_jsonl(out / "cold_start.jsonl", cold_start=True)
+    step = checkpoint.latest_step(out / "r1zero" / "ckpt")
+    assert all(r["source"].endswith(f"r1zero/ckpt/{step}") and r["rewards"]["accuracy"] == 1.0 for r in cold)
+    # rejection sampling adds the general (non-reasoning) records
+    kinds = [r["kind"] for r in read_sft_jsonl(out / "rejection.jsonl")]
+    assert kinds.count("general") == 8
+    # stages start from the right parents: stage 3 reads cold_sft, SFT reads the base, RL-all the SFT model
+    assert json.loads(json.dumps(checkpoint.read_run_config(out / "reasoning_rl" / "ckpt")["r1_zero"]))[
+        "base_dir"].endswith("cold_sft")
+    assert checkpoint.read_run_config(out / "sft" / "ckpt")["sft"]["init_dir"].endswith("base")
+    rl_all = checkpoint.read_run_config(out / "rl_all" / "ckpt")["r1_zero"]
+    assert rl_all["base_dir"].endswith("sft") and rl_all["reward_model"].endswith("rm")
+    metrics = [json.loads(line) for line in open(out / "rl_all" / "metrics.jsonl")]
+    assert "reward/helpfulness" in metrics[0] and "reward/harmlessness" in metrics[0]
+    student = from_dict(ModelConfig, checkpoint.read_run_config(out / "student_sft" / "ckpt")["model"])
+    assert student.d_model < 128 or student.n_layers < 4  # narrower or shallower than the teacher would be
+    table = (out / "r1.md").read_text()
+    assert "Table 6" in table and "Language-consistency reward" in table and "Cold start against R1-Zero" in table
+    # a rerun finds every stage done and recomputes nothing but the evaluation
+    again = recipe.r1(cfg)
+    assert again["stages"]["rl_all"]["params"] == stages["rl_all"]["params"]

@@ -1,0 +1,247 @@
+"""Distillation beyond the paper: the student learns from the teacher's distribution, not only
+from its samples.
+
+The paper distils by plain SFT on teacher-written samples (`r1jax.pipeline.sft`). Two denser
+signals, both from the teacher's log-probs:
+
+- 'logits': on fixed SFT text, the student matches the teacher's next-token distribution (its
+  top k, renormalised) at every response token: forward KL(teacher || student), knowledge
+  distillation in Hinton's sense (`losses.topk_distill_loss`).
+- 'on-policy': the student samples completions of task prompts, the teacher scores every
+  sampled token, and the student follows the policy gradient of the sampled reverse
+  KL(student || teacher) (`losses.on_policy_distill_loss`). It learns on the states it reaches
+  itself, which text written by the teacher never shows it.
+
+Token ids pass between the two models unchanged, so teacher and student must share a tokenizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import tqdm
+
+from r1jax import checkpoint, data, report, sampling, sharding, train
+from r1jax.config import MeshConfig, ModelConfig, from_dict
+from r1jax.model import count_params, forward
+from r1jax.pipeline import (_copy_tokenizer, _end_of_step, _round_up, _stage_tokenizer, _stop_on_signals, rollout,
+                            to_host)
+from r1jax.tasks import generate
+from r1jax.tasks.sft import read_sft_jsonl
+from r1jax.tokenizer import render_r1_zero
+
+__all__ = ["DistillConfig", "distill", "teacher_topk", "read_sft", "check_same_tokenizer"]
+
+MODES = ("logits", "on-policy")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """A student trained on a frozen teacher's log-probs, from the student's own base (fresh optimizer)."""
+
+    out_dir: str = "runs/distill"
+    teacher_dir: str = "runs/r1zero"  # a stage directory: tokenizer.model (or tokenizer.json) and ckpt/
+    student_dir: str = "runs/base"  # the student's own base, any size: the same tokenizer, and ckpt/
+    mode: str = "on-policy"  # 'logits' (teacher top-k on SFT text) or 'on-policy' (student samples, teacher scores)
+    data: str = ""  # logits mode: an SFT JSONL of {"prompt", "response"}
+    families: str = "world"  # on-policy mode: comma-separated task families of the prompts
+    n_prompts: int = 4000  # on-policy mode: generated prompts per family (drawn in a seeded order, then reused)
+    top_k: int = 16  # logits mode: teacher tokens kept per position
+    steps: int = 100
+    batch_size: int = 16  # logits mode: packed rows of seq_len tokens; on-policy mode: prompts, one sample each
+    seq_len: int = 256  # logits mode
+    learning_rate: float = 3e-4
+    max_new_tokens: int = 160
+    max_prompt_tokens: int = 32  # the world's template is one token each side of the question
+    temperature: float = 1.0  # of both distributions (and of the student's sampling in on-policy mode)
+    checkpoint_every: int = 50
+    seed: int = 0
+    mesh: str = ""
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"DistillConfig.mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "logits" and not self.data:
+            raise ValueError("DistillConfig.data: mode 'logits' needs an SFT JSONL of {\"prompt\", \"response\"}")
+        if self.temperature <= 0 or self.top_k < 1:
+            raise ValueError(f"DistillConfig: need temperature > 0 and top_k >= 1, got temperature={self.temperature}, "
+                             f"top_k={self.top_k}")
+
+
+def check_same_tokenizer(teacher, student) -> None:
+    """Raise ValueError unless two loaded tokenizers are the same tokenizer (same file bytes)."""
+    what = "distillation compares token ids, so teacher and student need one tokenizer"
+    if teacher.vocab_size != student.vocab_size:
+        raise ValueError(f"teacher and student tokenizers differ: {teacher.path} has {teacher.vocab_size} tokens, "
+                         f"{student.path} has {student.vocab_size}; {what}")
+    if teacher.path.read_bytes() != student.path.read_bytes():
+        raise ValueError(f"teacher and student tokenizers differ: {teacher.path} and {student.path} both have "
+                         f"{teacher.vocab_size} tokens but are different files; {what}")
+
+
+def read_sft(path: str | Path, tok, seq_len: int) -> tuple[list[list[int]], list[int]]:
+    """Token sequences [bos, prompt in the R1-Zero template, " " + response, eos] of an SFT JSONL
+    file (`r1jax.tasks.sft`), and the index of each one's first response token (the loss starts there)."""
+    examples, loss_from = [], []
+    for i, rec in enumerate(read_sft_jsonl(path)):
+        prompt = [tok.bos_id, *tok.encode(render_r1_zero(rec["prompt"]))]
+        seq = prompt + tok.encode(" " + rec["response"]) + [tok.eos_id]
+        if len(seq) > seq_len:
+            raise ValueError(f"{path}: record {i + 1} has {len(seq)} tokens, more than DistillConfig.seq_len={seq_len}")
+        examples.append(seq)
+        loss_from.append(len(prompt))
+    return examples, loss_from
+
+
+def teacher_topk(model_cfg: ModelConfig, params, batch: dict, *, k: int, temperature: float = 1.0,
+                 vocab: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """The teacher's top-k next-token log-probs and ids [B, T, K] at every position of a text
+    batch (as `r1jax.data.lm_batches` makes it; packed rows keep their positions and segments).
+    Log-probs are normalised over the teacher's whole vocabulary; only the first `vocab` ids
+    (the tokenizer's: a checkpoint's vocabulary may be padded past it) can be chosen."""
+    logits, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
+                        segment_ids=batch.get("segment_ids"))
+    logp = jax.nn.log_softmax(logits / temperature)[..., :vocab]
+    values, ids = jax.lax.top_k(logp, k)
+    return values, ids
+
+
+def _model_config(stage_dir: Path) -> ModelConfig:
+    return from_dict(ModelConfig, checkpoint.read_run_config(stage_dir / "ckpt")["model"])
+
+
+def distill(cfg: DistillConfig) -> dict:
+    """Train (or resume) a student from `cfg.student_dir` on a frozen teacher from `cfg.teacher_dir`.
+    Writes ckpt/, metrics.jsonl, the tokenizer and summary.json in `cfg.out_dir`."""
+    out, teacher_dir, student_dir = Path(cfg.out_dir), Path(cfg.teacher_dir), Path(cfg.student_dir)
+    tok = _stage_tokenizer(student_dir)
+    check_same_tokenizer(_stage_tokenizer(teacher_dir), tok)
+    teacher_cfg, student_cfg = _model_config(teacher_dir), _model_config(student_dir)
+    for who, mc in (("teacher", teacher_cfg), ("student", student_cfg)):
+        if mc.vocab_size < tok.vocab_size:
+            raise ValueError(f"the {who}'s model has {mc.vocab_size} vocabulary rows, fewer than the "
+                             f"{tok.vocab_size} tokens of {tok.path}")
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_tokenizer(student_dir, out)
+
+    tx = train.make_optimizer(train.OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=0, schedule="constant",
+                                                weight_decay=0.0, total_steps=cfg.steps))
+    mesh = sharding.make_mesh(MeshConfig.parse(cfg.mesh) if cfg.mesh else MeshConfig(data=jax.device_count()))
+    state_sh = train.state_shardings(mesh, student_cfg, tx)
+    teacher_params = checkpoint.restore_params(teacher_dir / "ckpt", teacher_cfg, mesh)
+
+    # "model" is the student's config, so later stages read this checkpoint like any other stage's
+    ckpt = checkpoint.Checkpointer(out / "ckpt", {"model": student_cfg, "teacher_model": teacher_cfg, "distill": cfg})
+    restored = ckpt.restore(train.abstract_state(mesh, student_cfg, tx)) if ckpt.latest_step() is not None else None
+    if restored is None:
+        params = checkpoint.restore_params(student_dir / "ckpt", student_cfg, mesh)
+        state = jax.jit(lambda p: train.init_state(student_cfg, tx, None, params=p), out_shardings=state_sh)(params)
+    else:
+        state = restored.state
+        print(f"resumed from {ckpt.directory}/{restored.step}")
+    make = _logits_mode if cfg.mode == "logits" else _on_policy_mode
+    step_fn, data_state = make(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx,
+                               None if restored is None else restored.data_state)
+
+    start = int(state.step)
+    kl_name = "forward_kl" if cfg.mode == "logits" else "reverse_kl"
+    writer = report.MetricsWriter(out)
+    summary: dict = {}
+    try:
+        with _stop_on_signals() as stop, tqdm.tqdm(total=cfg.steps, initial=start, desc=f"distill ({cfg.mode})",
+                                                   unit="step", dynamic_ncols=True) as bar:
+            for step in range(start, cfg.steps):
+                t0 = time.time()
+                state, m = step_fn(state, step)
+                # every step is logged: the KL curve is what a distillation run is read by, and a
+                # teacher forward per step already costs far more than fetching a few scalars
+                m = {k: float(v) for k, v in jax.device_get(m).items()}
+                m.update(learning_rate=cfg.learning_rate, time_step=time.time() - t0)
+                writer.write(step + 1, m)
+                bar.set_postfix(kl=f"{m[kl_name]:.3f}")
+                bar.update(1)
+                summary = {"step_metrics": m}
+                if _end_of_step(step, cfg.steps, cfg.checkpoint_every, stop,
+                                lambda: ckpt.save(state, data_state=data_state(step + 1))):
+                    break
+    finally:
+        ckpt.close()
+        writer.close()
+    summary = {"step": int(state.step), "mode": cfg.mode, "params": count_params(state.params),
+               "teacher_params": count_params(teacher_params), "checkpoint": str(ckpt.directory),
+               "tokenizer": str(out / tok.path.name), **summary}
+    if jax.process_index() == 0:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _logits_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx, data_state):
+    """(step_fn(state, step) -> (state, metrics), data_state(next_step)) for mode 'logits'."""
+    examples, loss_from = read_sft(cfg.data, tok, cfg.seq_len)
+    batches = data.lm_batches(examples, seq_len=cfg.seq_len, batch_size=cfg.batch_size, pad_id=tok.pad_id,
+                              seed=cfg.seed, loss_from=loss_from, pack=True)
+    iterator = iter(batches)
+    if data_state is not None:
+        iterator.set_state(data_state)
+    example = next(iter(batches))  # a fresh iterator: only its shapes are used
+    B, T = example["tokens"].shape
+    example.update(teacher_topk_logp=np.zeros((B, T, cfg.top_k), np.float32),
+                   teacher_topk_idx=np.zeros((B, T, cfg.top_k), np.int32))
+    batch_sh = train.batch_shardings(mesh, example)
+    # The teacher's output goes straight into the step, so it is laid out as the step expects.
+    topk = jax.jit(functools.partial(teacher_topk, teacher_cfg, k=cfg.top_k, temperature=cfg.temperature,
+                                     vocab=tok.vocab_size),
+                   out_shardings=(batch_sh["teacher_topk_logp"], batch_sh["teacher_topk_idx"]))
+    update = train.compile_step(functools.partial(train.logit_distill_step, model_cfg=student_cfg, tx=tx,
+                                                  temperature=cfg.temperature), mesh, state_sh, batch_sh)
+
+    def step_fn(state, step):
+        # one global array per field (each host holds its rows), read by the teacher and the step alike
+        batch = {k: jax.make_array_from_process_local_data(batch_sh[k], v) for k, v in next(iterator).items()}
+        with jax.set_mesh(mesh):
+            logp, idx = topk(teacher_params, batch)
+        return update(state, {**batch, "teacher_topk_logp": logp, "teacher_topk_idx": idx})
+
+    return step_fn, lambda _: iterator.get_state()
+
+
+def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx, data_state):
+    """(step_fn(state, step) -> (state, metrics), data_state(next_step)) for mode 'on-policy'.
+    The prompts and the sampling key are functions of the step, so there is no data state to restore."""
+    pool = [ex for fam in cfg.families.split(",") for ex in generate(fam.strip(), cfg.n_prompts, cfg.seed)]
+    order = np.random.default_rng(cfg.seed).permutation(len(pool))
+    B, N, P = cfg.batch_size, cfg.max_new_tokens, cfg.max_prompt_tokens
+    sampler = sampling.make_sampler(student_cfg, sampling.SamplingConfig(
+        max_new_tokens=N, temperature=cfg.temperature, stop_tokens=(tok.eos_id,), pad_id=tok.pad_id), mesh=mesh)
+    example = {"tokens": np.zeros((B, P + N), np.int32), "mask": np.zeros((B, P + N), bool),
+               **{k: np.zeros((B, N), np.float32) for k in ("completion_mask", "old_logp", "teacher_logp")}}
+    update = train.compile_step(functools.partial(train.on_policy_distill_step, model_cfg=student_cfg, tx=tx,
+                                                  temperature=cfg.temperature),
+                                mesh, state_sh, train.batch_shardings(mesh, example), batch_is_global=True)
+    score = jax.jit(lambda p, t, m, n: train.completion_logprobs(teacher_cfg, p, t, m, n, cfg.temperature)[0],
+                    static_argnums=3)
+    base_key = jax.random.key(cfg.seed)
+
+    def step_fn(state, step):
+        examples = [pool[order[(step * B + i) % len(pool)]] for i in range(B)]
+        prompts, pmask, roll, _ = rollout(sampler, state.params, tok, examples, P, jax.random.fold_in(base_key, step))
+        lengths = np.asarray(roll.lengths)
+        # only the columns some rollout uses, rounded up so that a handful of shapes compile
+        n_used, p_used = _round_up(int(lengths.max()), N), _round_up(int(pmask.sum(1).max()), P)
+        cmask = (np.arange(n_used)[None] < lengths[:, None]).astype(np.float32)
+        tokens = np.concatenate([prompts[:, P - p_used:], roll.tokens[:, :n_used]], 1)
+        mask = np.concatenate([pmask[:, P - p_used:], cmask > 0], 1)
+        batch = {"tokens": tokens, "mask": mask, "completion_mask": cmask,
+                 "old_logp": np.asarray(roll.logprobs)[:, :n_used],
+                 "teacher_logp": to_host(score(teacher_params, tokens, mask, n_used))}
+        state, m = update(state, batch)
+        return state, {**m, "response_length_mean": float(lengths.mean()),
+                       "truncation_rate": float(np.asarray(roll.truncated).mean())}
+
+    return step_fn, lambda next_step: {"next_prompt": next_step * B}
