@@ -27,12 +27,11 @@ import jax
 import numpy as np
 import tqdm
 
-from r1jax import checkpoint, data, report, sampling, sharding, train
-from r1jax.config import MeshConfig, ModelConfig, from_dict
+from r1jax import checkpoint, data, report, sampling, train
+from r1jax.config import ModelConfig, from_dict
 from r1jax.model import count_params, forward
-from r1jax.pipeline import (_copy_tokenizer, _end_of_step, _round_up, _stage_tokenizer, _stop_on_signals, rollout,
-                            to_host)
-from r1jax.tasks import generate
+from r1jax.pipeline import (_copy_tokenizer, _end_of_step, _mesh, _round_up, _stage_tokenizer, _stop_on_signals, rollout,
+                            task_pool, to_host)
 from r1jax.tasks.sft import read_sft_jsonl
 from r1jax.tokenizer import render_r1_zero
 
@@ -50,7 +49,7 @@ class DistillConfig:
     student_dir: str = "runs/base"  # the student's own base, any size: the same tokenizer, and ckpt/
     mode: str = "on-policy"  # 'logits' (teacher top-k on SFT text) or 'on-policy' (student samples, teacher scores)
     data: str = ""  # logits mode: an SFT JSONL of {"prompt", "response"}
-    families: str = "world"  # on-policy mode: comma-separated task families of the prompts
+    families: str = "world"  # on-policy mode: task families of the prompts (pipeline.task_pool), e.g. 'world:language=both'
     n_prompts: int = 4000  # on-policy mode: generated prompts per family (drawn in a seeded order, then reused)
     top_k: int = 16  # logits mode: teacher tokens kept per position
     steps: int = 100
@@ -132,7 +131,7 @@ def distill(cfg: DistillConfig) -> dict:
 
     tx = train.make_optimizer(train.OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=0, schedule="constant",
                                                 weight_decay=0.0, total_steps=cfg.steps))
-    mesh = sharding.make_mesh(MeshConfig.parse(cfg.mesh) if cfg.mesh else MeshConfig(data=jax.device_count()))
+    mesh = _mesh(cfg.mesh)
     state_sh = train.state_shardings(mesh, student_cfg, tx)
     teacher_params = checkpoint.restore_params(teacher_dir / "ckpt", teacher_cfg, mesh)
 
@@ -214,7 +213,7 @@ def _logits_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state
 def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx, data_state):
     """(step_fn(state, step) -> (state, metrics), data_state(next_step)) for mode 'on-policy'.
     The prompts and the sampling key are functions of the step, so there is no data state to restore."""
-    pool = [ex for fam in cfg.families.split(",") for ex in generate(fam.strip(), cfg.n_prompts, cfg.seed)]
+    pool = task_pool(cfg.families, cfg.n_prompts, cfg.seed)
     order = np.random.default_rng(cfg.seed).permutation(len(pool))
     B, N, P = cfg.batch_size, cfg.max_new_tokens, cfg.max_prompt_tokens
     sampler = sampling.make_sampler(student_cfg, sampling.SamplingConfig(

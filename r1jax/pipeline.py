@@ -122,10 +122,12 @@ def world_corpus(n: int, seed: int, language: str = "en") -> list[tuple[str, str
     return docs
 
 
-def _answer_accuracy(cfg: ModelConfig, params, batch: dict) -> tuple[float, float]:
-    """Teacher-forced greedy accuracy on answer tokens: (per token, whole answer exact)."""
-    logits, _ = jax.jit(lambda p, t, m: forward(cfg, p, t, mask=m))(params, batch["tokens"], batch["mask"])
-    pred = np.asarray(logits[:, :-1].argmax(-1))
+def _answer_accuracy(cfg: ModelConfig, params, batch: dict, rows: int = 64) -> tuple[float, float]:
+    """Teacher-forced greedy accuracy on answer tokens: (per token, whole answer exact). Runs
+    `rows` rows at a time: the logits and attention of a thousand rows would take gigabytes."""
+    predict = jax.jit(lambda p, t, m: forward(cfg, p, t, mask=m)[0][:, :-1].argmax(-1))
+    pred = np.concatenate([np.asarray(predict(params, batch["tokens"][i:i + rows], batch["mask"][i:i + rows]))
+                           for i in range(0, len(batch["tokens"]), rows)])
     target, lm = batch["tokens"][:, 1:], batch["loss_mask"][:, 1:] > 0
     right = (pred == target) | ~lm
     return float((right & lm).sum() / lm.sum()), float(right.all(axis=1).mean())
@@ -274,9 +276,14 @@ def sft(cfg: SFTConfig) -> dict:
         raise ValueError(f"{cfg.data}:{too_long[0] + 1}: {lengths[too_long[0]]} tokens, longer than "
                          f"SFTConfig.seq_len={cfg.seq_len} ({len(too_long)} such records)")
     rows = data.count_rows(lengths[max(len(docs) // 20, 1):], cfg.seq_len, cfg.seed, pack=True)
+    if rows < cfg.batch_size:
+        raise ValueError(f"{cfg.data}: {len(records)} records (a twentieth held out) pack into {rows} rows of "
+                         f"{cfg.seq_len} tokens, fewer than one batch: lower SFTConfig.batch_size ({cfg.batch_size})")
     steps = max(1, round(cfg.epochs * rows / cfg.batch_size))
+    # a small set gives few steps: warm up over at most a tenth of them
     summary = _train_lm(out, {"sft": cfg}, model_cfg, tok, docs, steps=steps, batch_size=cfg.batch_size,
-                        seq_len=cfg.seq_len, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
+                        seq_len=cfg.seq_len, learning_rate=cfg.learning_rate,
+                        warmup_steps=min(cfg.warmup_steps, steps // 10),
                         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=cfg.seed,
                         mesh=cfg.mesh, init_ckpt=init / "ckpt", desc="sft")
     summary.update(records=len(records), epochs=cfg.epochs, steps=steps)
@@ -464,15 +471,19 @@ def to_cold_start(completion: str, ex) -> str | None:
 def select_samples(group, texts, truncated, records: list, counts: dict, issues: dict, *, rewrite: str,
                    keep_per_prompt: int, source: str) -> None:
     """Append to `records` the correct, complete and readable samples (rewritten if asked), at
-    most `keep_per_prompt` distinct ones a prompt, with provenance; tally `counts` and
-    readability `issues`."""
+    most `keep_per_prompt` distinct ones a prompt (the longest), with provenance; tally `counts`
+    and readability `issues`."""
     weights = (("accuracy", 1.0), ("format", 1.0), ("format_r1", 1.0), ("language", 1.0))
     r = compute_rewards(texts, group, RewardConfig(weights=weights))
     kept = {rec["prompt_id"]: 0 for rec in records}
     for rec in records:
         kept[rec["prompt_id"]] += 1
     seen = {(rec["prompt"], rec["response"]) for rec in records}
-    for j, (ex, text) in enumerate(zip(group, texts)):
+    # a prompt's longer outputs are looked at first: the cold start wants long, readable CoT
+    first = {}
+    order = sorted(range(len(texts)), key=lambda j: (first.setdefault(group[j].id, j), -len(texts[j])))
+    for j in order:
+        ex, text = group[j], texts[j]
         counts["sampled"] += 1
         if r["accuracy"][j] < 1 or truncated[j]:
             continue

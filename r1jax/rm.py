@@ -32,9 +32,9 @@ import tqdm
 from jax.sharding import Mesh
 
 from r1jax import checkpoint, losses, report, sharding, train
-from r1jax.config import MeshConfig, ModelConfig, from_dict
+from r1jax.config import ModelConfig, from_dict
 from r1jax.model import forward, param_axes, param_shapes
-from r1jax.pipeline import _end_of_step, _stop_on_signals
+from r1jax.pipeline import _end_of_step, _mesh, _stop_on_signals
 from r1jax.tasks.benchmarks import jsonl_objects
 from r1jax.tokenizer import load_tokenizer, render_r1_zero
 
@@ -211,7 +211,7 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
     # constant learning rate: a finished run extended with more steps equals one started with them
     tx = train.make_optimizer(train.OptimConfig(learning_rate=cfg.learning_rate, schedule="constant",
                                                 weight_decay=0.0))
-    mesh = sharding.make_mesh(MeshConfig.parse(cfg.mesh) if cfg.mesh else MeshConfig(data=jax.device_count()))
+    mesh = _mesh(cfg.mesh)
     state_sh = _state_shardings(mesh, model_cfg, tx)
 
     # `steps` is left out of the run config so that a run can be resumed with more steps; the

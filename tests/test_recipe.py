@@ -79,14 +79,19 @@ def test_select_samples_keeps_correct_readable_distinct_outputs():
     group = [ex[0], ex[0], ex[1], ex[1], ex[1], ex[1]]
     texts = ["<think> 大约是 3。 </think> <answer> 3 </answer>",  # wrong
              "<think> 大约是 5。 </think> <answer> 5 </answer>",  # right
-             mixed, good, good, good.replace("<answer> 6", "<answer> 7")]
+             mixed, "<think> 大约是 6。 </think> <answer> 6 </answer>", good, good.replace("<answer> 6", "<answer> 7")]
     truncated = np.array([False, False, False, False, False, False])
     records, counts, issues = [], {"sampled": 0, "correct": 0, "readable": 0}, {}
     pipeline.select_samples(group, texts, truncated, records, counts, issues, rewrite="cold-start",
                             keep_per_prompt=2, source="ckpt/7")
     assert counts == {"sampled": 6, "correct": 4, "readable": 3} and issues == {"language mixing": 1}
-    assert [r["prompt_id"] for r in records] == [ex[0].id, ex[1].id]  # the repeat of `good` is dropped
+    assert [r["prompt_id"] for r in records] == [ex[0].id, ex[1].id, ex[1].id]
+    assert "检查" in records[1]["response"] and "大约" in records[2]["response"]  # the longer one first
     assert records[1]["response"].endswith("答案是 6。") and records[1]["source"] == "ckpt/7"
+    again = records[:]  # a second pass over the same samples adds nothing: duplicates are dropped
+    pipeline.select_samples(group, texts, truncated, again, counts, issues, rewrite="cold-start",
+                            keep_per_prompt=3, source="ckpt/7")
+    assert again == records
     assert records[1]["rewards"]["accuracy"] == 1.0 and records[1]["rewards"]["language"] == 1.0
     # a truncated sample is never kept, even when its answer is right
     more, counts = [], {"sampled": 0, "correct": 0, "readable": 0}
@@ -141,19 +146,31 @@ def test_sft_fine_tunes_the_init_model_for_the_given_epochs(tiny_base, tmp_path)
     with pytest.raises(ValueError, match=r"long\.jsonl:4: .* longer than SFTConfig.seq_len=128"):
         pipeline.sft(pipeline.SFTConfig(out_dir=str(tmp_path / "sft2"), init_dir=str(tiny_base), data=str(bad),
                                         seq_len=128))
+    with pytest.raises(ValueError, match=r"d\.jsonl: 40 records .* pack into \d+ rows .* lower SFTConfig.batch_size"):
+        pipeline.sft(dataclasses.replace(cfg, out_dir=str(tmp_path / "sft3"), batch_size=64))
 
 
 def test_whole_recipe_runs_end_to_end_at_tiny_sizes(tmp_path):
     """Every stage in order from one call, each reading the previous stage's directory; the
-    report holds every stage's evaluation and the three comparisons. (Each stage's behaviour
-    is tested in its own file; this checks the wiring and the provenance between stages.)"""
+    report holds every stage's evaluation and the three comparisons. (Each stage's behaviour,
+    resuming included, is tested in its own file; this checks the wiring and the provenance
+    between stages.)"""
     from r1jax import recipe
 
+    # A tiny model pretrained for a minute rarely writes a correct worked solution, so the cold
+    # start comes from a user's file here (the R1-Zero path is the same `collect` as stage 4's).
+    rng, own = random.Random(0), []
+    for ex in generate("world", 400, 5, language="both"):
+        style, text = pipeline.world_response(ex, rng)
+        if style == "check":
+            own.append({"prompt": ex.prompt, "response": pipeline.to_cold_start(text, ex)})
+    write_sft_jsonl(tmp_path / "own.jsonl", own)
     cfg = recipe.R1Config(out_dir=str(tmp_path / "r1"), model="tiny", student_model="tiny", pretrain_steps=120,
                           student_pretrain_steps=20, zero_steps=2, reasoning_steps=1, rl_all_steps=1,
                           student_rl_steps=1, prompts_per_step=4, group_size=4, cold_start_prompts=96,
                           rejection_prompts=32, general_records=8, rm_steps=4, distill_prompts=32, distill_modes="",
-                          max_new_tokens=48, eval_problems=4, eval_samples=2)
+                          max_new_tokens=48, eval_problems=4, eval_samples=2,
+                          sft_batch=1, cold_start_data=str(tmp_path / "own.jsonl"))
     result = recipe.r1(cfg)
     out = tmp_path / "r1"
     stages = result["stages"]
@@ -161,13 +178,13 @@ def test_whole_recipe_runs_end_to_end_at_tiny_sizes(tmp_path):
                            "student_base", "student_rl", "student_sft"}
     for r in stages.values():
         assert 0.0 <= r["pass@1"] <= 1.0 and r["problems"] == 4 and r["samples"] == 2
-    # the cold-start set is R1-Zero's correct outputs in the cold-start format, with provenance
-    cold = read_sft_jsonl(out / "cold_start.jsonl", cold_start=True)
-    step = checkpoint.latest_step(out / "r1zero" / "ckpt")
-    assert all(r["source"].endswith(f"r1zero/ckpt/{step}") and r["rewards"]["accuracy"] == 1.0 for r in cold)
-    # rejection sampling adds the general (non-reasoning) records
-    kinds = [r["kind"] for r in read_sft_jsonl(out / "rejection.jsonl")]
-    assert kinds.count("general") == 8
+    assert checkpoint.read_run_config(out / "cold_sft" / "ckpt")["sft"]["data"] == str(tmp_path / "own.jsonl")
+    # rejection sampling keeps correct outputs of stage 3 with provenance, and adds general records
+    rejection = read_sft_jsonl(out / "rejection.jsonl")
+    assert [r["kind"] for r in rejection].count("general") == 8
+    step = checkpoint.latest_step(out / "reasoning_rl" / "ckpt")
+    assert all(r["source"].endswith(f"reasoning_rl/ckpt/{step}") and r["rewards"]["accuracy"] == 1.0
+               for r in rejection if r["kind"] == "reasoning")
     # stages start from the right parents: stage 3 reads cold_sft, SFT reads the base, RL-all the SFT model
     assert json.loads(json.dumps(checkpoint.read_run_config(out / "reasoning_rl" / "ckpt")["r1_zero"]))[
         "base_dir"].endswith("cold_sft")
@@ -180,6 +197,3 @@ def test_whole_recipe_runs_end_to_end_at_tiny_sizes(tmp_path):
     assert student.d_model < 128 or student.n_layers < 4  # narrower or shallower than the teacher would be
     table = (out / "r1.md").read_text()
     assert "Table 6" in table and "Language-consistency reward" in table and "Cold start against R1-Zero" in table
-    # a rerun finds every stage done and recomputes nothing but the evaluation
-    again = recipe.r1(cfg)
-    assert again["stages"]["rl_all"]["params"] == stages["rl_all"]["params"]
