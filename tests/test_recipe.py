@@ -108,6 +108,17 @@ def test_count_rows_matches_hand_packing():
     assert data.count_rows(lengths, 256, seed=0) == 3  # 8 a row: 8 + 8 + 1
 
 
+def test_steps_to_reach_an_accuracy_use_a_running_mean(tmp_path):
+    from r1jax import recipe
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": i + 1, "accuracy": a}) + "\n" for i, a in enumerate([0.1, 0.4, 0.1, 0.4])))
+    curve = recipe.running_mean(path, "accuracy", window=3)
+    np.testing.assert_allclose(curve, [0.1, 0.25, 0.2, 0.3])
+    assert recipe.first_step_reaching(curve, 0.25) == 2 and recipe.first_step_reaching(curve, 0.3) == 4
+    assert recipe.first_step_reaching(curve, 0.5) is None
+
+
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
     out = tmp_path_factory.mktemp("base")
