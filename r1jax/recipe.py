@@ -15,6 +15,7 @@ only wires them together and measures.
                      student_on_policy/) against student_rl/: the paper's Table 6
     ablation_no_language/   stage 3 without the language reward
     r1.json, r1.md   every stage's held-out evaluation and the three comparisons
+    r1_stages.png, cold_start_vs_r1_zero.png
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from r1jax import checkpoint, pipeline
 from r1jax.config import ModelConfig, from_dict
 from r1jax.tasks import generate
 
-__all__ = ["R1Config", "r1", "r1_table"]
+__all__ = ["R1Config", "r1", "r1_table", "plot_r1", "running_mean", "first_step_reaching"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +216,44 @@ def r1(cfg: R1Config) -> dict:
         "cold_start_steps": first_step_reaching(cold_curve, best), "cold_start_best_train_accuracy": max(cold_curve)}}
     (out / "r1.json").write_text(json.dumps(result, indent=2))
     (out / "r1.md").write_text(r1_table(result))
+    if jax.process_index() == 0:
+        plot_r1(out)
     return result
+
+
+def plot_r1(out_dir: str | Path) -> list[Path]:
+    """r1_stages.png (held-out pass@1 and language mixing of every stage) and
+    cold_start_vs_r1_zero.png (rollout accuracy, 3-step running mean, of both RL runs)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    stages = json.loads((out / "r1.json").read_text())["stages"]
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    x = np.arange(len(stages))
+    ax.bar(x - 0.2, [r["pass@1"] for r in stages.values()], 0.4, label="held-out pass@1")
+    ax.bar(x + 0.2, [r["mixing"] for r in stages.values()], 0.4, label="language mixing rate")
+    ax.set_xticks(x, list(stages), rotation=30, ha="right", fontsize=8)
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out / "r1_stages.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, label in (("r1zero", "R1-Zero (from the base)"), ("ablation_no_language", "from the cold start"),
+                        ("reasoning_rl", "from the cold start, + language reward")):
+        curve = running_mean(out / name / "metrics.jsonl", "accuracy")
+        ax.plot(range(1, len(curve) + 1), curve, label=label)
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("rollout accuracy (3-step mean)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "cold_start_vs_r1_zero.png", dpi=100)
+    plt.close(fig)
+    return [out / "r1_stages.png", out / "cold_start_vs_r1_zero.png"]
 
 
 def r1_table(result: dict) -> str:

@@ -208,3 +208,4 @@ def test_whole_recipe_runs_end_to_end_at_tiny_sizes(tmp_path):
     assert student.d_model < 128 or student.n_layers < 4  # narrower or shallower than the teacher would be
     table = (out / "r1.md").read_text()
     assert "Table 6" in table and "Language-consistency reward" in table and "Cold start against R1-Zero" in table
+    assert (out / "r1_stages.png").stat().st_size > 0 and (out / "cold_start_vs_r1_zero.png").stat().st_size > 0
