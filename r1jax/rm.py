@@ -86,16 +86,6 @@ def rm_train_step(state: train.TrainState, batch: dict, *, model_cfg: ModelConfi
     return train.TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def _state_shardings(mesh: Mesh, model_cfg: ModelConfig, tx: optax.GradientTransformation) -> train.TrainState:
-    """`r1jax.train.state_shardings` for the reward model's parameter tree (that one is built
-    for the plain model tree): moments follow their parameter, scalars are replicated."""
-    abstract = jax.eval_shape(lambda p: train.init_state(model_cfg, tx, None, params=p), abstract_rm_params(model_cfg))
-    params = sharding.tree_shardings(mesh, rm_param_axes(model_cfg), abstract.params)
-    opt = optax.tree_map_params(tx, lambda _, s: s, abstract.opt_state, params,
-                                transform_non_params=lambda _: sharding.replicated(mesh))
-    return train.TrainState(step=sharding.replicated(mesh), params=params, opt_state=opt)
-
-
 def encode(tok, prompt: str, response: str) -> list[int]:
     """The token ids a (prompt, response) is scored on: [bos] template(prompt) + " " + response [eos]."""
     bos = [] if tok.bos_id is None else [tok.bos_id]  # Qwen's tokenizer has no BOS
@@ -212,7 +202,8 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
     tx = train.make_optimizer(train.OptimConfig(learning_rate=cfg.learning_rate, schedule="constant",
                                                 weight_decay=0.0))
     mesh = _mesh(cfg.mesh)
-    state_sh = _state_shardings(mesh, model_cfg, tx)
+    state_sh = train.state_shardings(mesh, model_cfg, tx, params=abstract_rm_params(model_cfg),
+                                     axes=rm_param_axes(model_cfg))
 
     # `steps` is left out of the run config so that a run can be resumed with more steps; the
     # file's hash is in it because the held-out split depends on the pairs' content.

@@ -77,14 +77,19 @@ def init_state(model_cfg: ModelConfig, tx: optax.GradientTransformation, key: ja
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def state_shardings(mesh: Mesh, model_cfg: ModelConfig, tx: optax.GradientTransformation) -> TrainState:
+def state_shardings(mesh: Mesh, model_cfg: ModelConfig, tx: optax.GradientTransformation,
+                    params: Any = None, axes: Any = None) -> TrainState:
     """Shardings of the whole train state, derived from `jax.eval_shape` of its init.
 
     Optimizer moments mirror their parameter's sharding (found with `optax.tree_map_params`,
-    so any optax chain works); scalars such as step counts are replicated.
+    so any optax chain works); scalars such as step counts are replicated. `params` (shapes)
+    and `axes` (their logical axes) replace the model's tree, e.g. a reward model's.
     """
-    abstract = jax.eval_shape(functools.partial(init_state, model_cfg, tx), jax.random.key(0))
-    params = tree_shardings(mesh, param_axes(model_cfg), abstract.params)
+    if params is None:
+        abstract = jax.eval_shape(functools.partial(init_state, model_cfg, tx), jax.random.key(0))
+    else:
+        abstract = jax.eval_shape(lambda p: init_state(model_cfg, tx, None, params=p), params)
+    params = tree_shardings(mesh, param_axes(model_cfg) if axes is None else axes, abstract.params)
     opt = optax.tree_map_params(tx, lambda _, s: s, abstract.opt_state, params,
                                 transform_non_params=lambda _: replicated(mesh))
     return TrainState(step=replicated(mesh), params=params, opt_state=opt)
