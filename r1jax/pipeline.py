@@ -746,13 +746,11 @@ def world(cfg: WorldConfig) -> dict:
     if pretrain(pre)["step"] < pre.steps:  # stopped by a signal: checkpoint saved, nothing more to do
         return {"stopped": "pretrain"}
     t_pre = time.time() - t0
-    seen = {ex.prompt for ex in generate("world", pre.n_examples, pre.seed)}
-    seen |= {ex.prompt for ex in generate("world", rl.n_train, rl.seed)}
-    heldout = [ex for ex in generate("world", 8 * cfg.eval_problems, cfg.seed + 7919) if ex.prompt not in seen]
+    # distinct problems of the test split, which no corpus or RL pool holds (world_split)
+    heldout = list({ex.prompt: ex for ex in generate("world", 4 * cfg.eval_problems, cfg.seed + 7919,
+                                                      split="test")}.values())[:cfg.eval_problems]
     if len(heldout) < cfg.eval_problems:
-        raise ValueError(f"only {len(heldout)} generated problems are not in the training sets; "
-                         f"lower eval_problems ({cfg.eval_problems})")
-    heldout = heldout[:cfg.eval_problems]
+        raise ValueError(f"WorldConfig.eval_problems={cfg.eval_problems}: only {len(heldout)} distinct test problems drawn")
     tok = load_tokenizer(Path(pre.out_dir) / "tokenizer.model")
     model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(Path(pre.out_dir) / "ckpt")["model"])
     mesh = _mesh(cfg.mesh)
@@ -769,7 +767,7 @@ def world(cfg: WorldConfig) -> dict:
         return {"stopped": "r1_zero"}
     t_rl = time.time() - t1
     final_eval = evaluate(Path(rl.out_dir) / "ckpt")
-    result = {"base": base_eval, "r1_zero": final_eval, "minutes": {
+    result = {"base": base_eval, "r1_zero": final_eval, "heldout": [ex.prompt for ex in heldout], "minutes": {
         "pretrain": t_pre / 60, "r1_zero": t_rl / 60, "total": (time.time() - t0) / 60}}
     (out / "world.json").write_text(json.dumps(result, indent=2))
     (out / "world.md").write_text(world_table(result))

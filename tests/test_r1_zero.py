@@ -97,6 +97,12 @@ def test_world_main_job_end_to_end(tmp_path):
     assert f"| pass@1 | {base['pass@1']:.3f} | {final['pass@1']:.3f} |" in table
     assert json.loads((tmp_path / "world.json").read_text())["r1_zero"]["pass@1"] == final["pass@1"]
     assert (tmp_path / "r1zero" / "report.md").exists() and (tmp_path / "base" / "ckpt").exists()
+    # the held-out problems are distinct and in neither the pretraining corpus nor the RL pool
+    heldout = json.loads((tmp_path / "world.json").read_text())["heldout"]
+    assert len(set(heldout)) == 6
+    trained = {ex.prompt for ex in generate("world", pipeline.PretrainConfig.n_examples, cfg.seed)}
+    trained |= {ex.prompt for ex in generate("world", pipeline.R1ZeroConfig.n_train, cfg.seed)}
+    assert not set(heldout) & trained
 
     # evaluate_policy's numbers are those of the rollouts it draws: recompute them independently
     model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(tmp_path / "base" / "ckpt")["model"])

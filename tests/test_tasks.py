@@ -428,3 +428,25 @@ def test_malformed_line_reports_file_and_line(tmp_path, name, records, reason):
         load_benchmark(name, data_dir=tmp_path)
     first = load_benchmark(name, data_dir=tmp_path, limit=1)[0]  # reading stops before the bad line
     assert first.answer == {"gsm8k": "1234", "math500": "1", "aime24": "7", "amc23": "2.5"}[name]
+
+
+def test_world_test_split_is_held_out_of_every_training_draw_at_the_same_difficulty_mix():
+    from collections import Counter
+    from r1jax.tasks.generated import WORLD_TEST_SHARE, arithmetic_chain, world_split
+
+    test = generate("world", 600, 11, split="test")
+    test_prompts = {e.prompt for e in test}
+    for n, seed in [(5000, 0), (300, 7), (2000, 11)]:  # any size and seed, the test seed included
+        train = generate("world", n, seed)
+        assert len(train) == n and not test_prompts & {e.prompt for e in train}
+    # the split is a property of the expression: the same in both languages, a fixed share of all problems
+    zh = generate("world", 600, 11, split="test", language="zh")
+    assert [e.answer for e in zh] == [e.answer for e in test]
+    everything = arithmetic_chain(6000, 3, max_value=9, ops="+-")
+    share = sum(world_split(e.prompt[len("Compute "):-1]) == "test" for e in everything) / len(everything)
+    assert abs(share - 1 / WORLD_TEST_SHARE) < 0.02
+    ops_train = Counter(e.metadata["n_ops"] for e in generate("world", 600, 11))
+    ops_test = Counter(e.metadata["n_ops"] for e in test)
+    assert all(abs(ops_train[k] - ops_test[k]) < 60 for k in (1, 2, 3)), (ops_train, ops_test)
+    with pytest.raises(ValueError, match="split"):
+        generate("world", 3, 0, split="heldout")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import random
+import zlib
 from fractions import Fraction
 from typing import Callable, Union
 
@@ -914,7 +915,18 @@ def arithmetic_chain(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, m
     return out
 
 
-def world_problems(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, language: str = "en") -> list[Example]:
+# One problem in this many belongs to the world's test split: held out of every corpus and RL
+# pool by construction, whatever their sizes and seeds (a hash of the problem, not of the draw).
+WORLD_TEST_SHARE = 6
+
+
+def world_split(expression: str) -> str:
+    """'test' or 'train' for a world problem's expression ("3 + 6 + 9 - 9")."""
+    return "test" if zlib.crc32(expression.encode()) % WORLD_TEST_SHARE == 0 else "train"
+
+
+def world_problems(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, language: str = "en",
+                   split: str = "train") -> list[Example]:
     """The embedded CPU world's problems (r1jax.pipeline): chains of additions and subtractions
     of one-digit numbers ("Compute 3 + 6 + 9 - 9."), which a 1M-parameter model learns to work
     out in minutes.
@@ -922,12 +934,22 @@ def world_problems(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, lan
     language="zh" poses them in Chinese ("计算 3 + 6 + 9 - 9。"); "both" draws the language of
     each problem (seeded), for the R1 stages' language-consistency reward. The problems
     themselves do not depend on `language`; metadata['language'] names the target language.
+
+    split="test" draws from the one problem in WORLD_TEST_SHARE that "train" (every corpus and
+    RL pool) never holds (`world_split`), at the same mix of difficulties.
     """
     if language not in _LANGUAGES:
         raise ValueError(f"language must be one of {_LANGUAGES}, got {language!r}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     rng = random.Random(f"world-language-{seed}")
+    chains, drawn = [], n
+    while len(chains) < n:  # draw more until n problems of the split (a longer draw extends a shorter one)
+        drawn = 2 * drawn + 16
+        chains = [e for e in arithmetic_chain(drawn, seed, min_ops=min_ops, max_ops=max_ops, max_value=9, ops="+-")
+                  if world_split(e.prompt.removeprefix("Compute ").removesuffix(".")) == split][:n]
     out = []
-    for e in arithmetic_chain(n, seed, min_ops=min_ops, max_ops=max_ops, max_value=9, ops="+-"):
+    for e in chains:
         lang = rng.choice(("en", "zh")) if language == "both" else language
         prompt = e.prompt if lang == "en" else "计算 " + e.prompt.removeprefix("Compute ").removesuffix(".") + "。"
         out.append(dataclasses.replace(
