@@ -30,8 +30,8 @@ import tqdm
 from r1jax import checkpoint, data, report, sampling, train
 from r1jax.config import ModelConfig, from_dict
 from r1jax.model import count_params, forward
-from r1jax.pipeline import (_copy_tokenizer, _end_of_step, _mesh, _round_up, _stage_tokenizer, _stop_on_signals, rollout,
-                            task_pool, to_host)
+from r1jax.pipeline import (_copy_tokenizer, _end_of_step, _mesh, _round_up, _stage_tokenizer, _stop_on_signals, encode_doc,
+                            rollout, task_pool, to_host)
 from r1jax.tasks.sft import read_sft_jsonl
 from r1jax.tokenizer import render_r1_zero
 
@@ -89,12 +89,11 @@ def read_sft(path: str | Path, tok, seq_len: int) -> tuple[list[list[int]], list
     file (`r1jax.tasks.sft`), and the index of each one's first response token (the loss starts there)."""
     examples, loss_from = [], []
     for i, rec in enumerate(read_sft_jsonl(path)):
-        prompt = [tok.bos_id, *tok.encode(render_r1_zero(rec["prompt"]))]
-        seq = prompt + tok.encode(" " + rec["response"]) + [tok.eos_id]
+        seq, start = encode_doc(tok, render_r1_zero(rec["prompt"]), rec["response"])
         if len(seq) > seq_len:
             raise ValueError(f"{path}: record {i + 1} has {len(seq)} tokens, more than DistillConfig.seq_len={seq_len}")
         examples.append(seq)
-        loss_from.append(len(prompt))
+        loss_from.append(start)
     return examples, loss_from
 
 

@@ -34,7 +34,7 @@ from r1jax.tokenizer import R1_ZERO_TEMPLATE, render_cold_start, render_r1_zero
 from r1jax.model import forward
 from r1jax.tokenizer import load_tokenizer, train_sentencepiece
 
-__all__ = ["PretrainConfig", "pretrain", "world_corpus", "world_response", "R1ZeroConfig", "r1_zero", "rollout",
+__all__ = ["PretrainConfig", "pretrain", "world_corpus", "world_response", "encode_doc", "R1ZeroConfig", "r1_zero", "rollout",
            "evaluate_policy", "WorldConfig", "world"]
 
 
@@ -149,21 +149,27 @@ def _copy_tokenizer(src: Path, out: Path) -> None:
             shutil.copyfile(src / name, out / name)
 
 
-def _train_lm(out: Path, run_config: dict, model_cfg: ModelConfig, tok, docs: list[tuple[str, str]], *,
+def encode_doc(tok, prompt: str, response: str) -> tuple[list[int], int]:
+    """A training document '<s> prompt response </s>' (the prompt already in its template) as
+    token ids, and the index of its first response token: the loss starts there (the model
+    learns to answer, not to imitate the template)."""
+    head = [tok.bos_id, *tok.encode(prompt)]
+    return [*head, *tok.encode(" " + response), tok.eos_id], len(head)
+
+
+def _train_lm(out: Path, run_config: dict, model_cfg: ModelConfig, tok, encoded: list[tuple[list[int], int]], *,
               steps: int, batch_size: int, seq_len: int, learning_rate: float, warmup_steps: int,
               checkpoint_every: int, log_every: int, seed: int, mesh: str, init_ckpt: Path | None,
               desc: str) -> dict:
-    """Next-token training on (rendered prompt, response) documents, loss on the response only,
+    """Next-token training on `encode_doc` documents, loss on the response only,
     packed rows with per-document attention (grain pipeline), resumable. Starts from random
     weights (`init_ckpt` None: pretraining) or the parameters of `init_ckpt` (SFT)."""
     optim = train.OptimConfig(learning_rate=learning_rate, warmup_steps=warmup_steps, total_steps=steps,
                               weight_decay=0.01)
     tx = train.make_optimizer(optim)
     mesh = _mesh(mesh)
-    # '<s> prompt response </s>' with the loss on the response only (the model learns to answer,
-    # not to imitate the template), which is also what the accuracy below is measured on.
-    examples = [[tok.bos_id, *tok.encode(p), *tok.encode(" " + r), tok.eos_id] for p, r in docs]
-    answer_from = [1 + len(tok.encode(p)) for p, _ in docs]
+    # the accuracy below is measured on the response tokens too
+    examples, answer_from = [e for e, _ in encoded], [a for _, a in encoded]
     n_eval = max(len(examples) // 20, 1)
     eval_batch = _pad(examples[:n_eval], answer_from[:n_eval], seq_len, tok.pad_id)
     batches = data.lm_batches(examples[n_eval:], seq_len=seq_len, batch_size=batch_size, pad_id=tok.pad_id,
@@ -230,7 +236,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     tok = load_tokenizer(tok_path) if tok_path.exists() else train_sentencepiece(
         [p + " " + r for p, r in docs[:5000]], tok_path, cfg.vocab_size, extra_symbols=(head, tail))
     model_cfg = override(get_preset(cfg.model), vocab_size=tok.vocab_size)
-    summary = _train_lm(out, {"pretrain": cfg}, model_cfg, tok, docs, steps=cfg.steps, batch_size=cfg.batch_size,
+    summary = _train_lm(out, {"pretrain": cfg}, model_cfg, tok, [encode_doc(tok, p, r) for p, r in docs],
+                        steps=cfg.steps, batch_size=cfg.batch_size,
                         seq_len=cfg.seq_len, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=cfg.seed,
                         mesh=cfg.mesh, init_ckpt=None, desc="pretrain")
@@ -269,19 +276,19 @@ def sft(cfg: SFTConfig) -> dict:
     tok = _stage_tokenizer(init)
     _copy_tokenizer(init, out)
     model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(init / "ckpt")["model"])
-    docs = [(render_r1_zero(r["prompt"]), r["response"]) for r in records]
-    lengths = [2 + len(tok.encode(p)) + len(tok.encode(" " + r)) for p, r in docs]
+    encoded = [encode_doc(tok, render_r1_zero(r["prompt"]), r["response"]) for r in records]
+    lengths = [len(e) for e, _ in encoded]
     too_long = [i for i, n in enumerate(lengths) if n > cfg.seq_len]
     if too_long:
         raise ValueError(f"{cfg.data}:{too_long[0] + 1}: {lengths[too_long[0]]} tokens, longer than "
                          f"SFTConfig.seq_len={cfg.seq_len} ({len(too_long)} such records)")
-    rows = data.count_rows(lengths[max(len(docs) // 20, 1):], cfg.seq_len, cfg.seed, pack=True)
+    rows = data.count_rows(lengths[max(len(encoded) // 20, 1):], cfg.seq_len, cfg.seed, pack=True)
     if rows < cfg.batch_size:
         raise ValueError(f"{cfg.data}: {len(records)} records (a twentieth held out) pack into {rows} rows of "
                          f"{cfg.seq_len} tokens, fewer than one batch: lower SFTConfig.batch_size ({cfg.batch_size})")
     steps = max(1, round(cfg.epochs * rows / cfg.batch_size))
     # a small set gives few steps: warm up over at most a tenth of them
-    summary = _train_lm(out, {"sft": cfg}, model_cfg, tok, docs, steps=steps, batch_size=cfg.batch_size,
+    summary = _train_lm(out, {"sft": cfg}, model_cfg, tok, encoded, steps=steps, batch_size=cfg.batch_size,
                         seq_len=cfg.seq_len, learning_rate=cfg.learning_rate,
                         warmup_steps=min(cfg.warmup_steps, steps // 10),
                         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=cfg.seed,
