@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["MetricsWriter", "REFLECTION", "reflection_count", "plot_metrics", "write_report"]
+__all__ = ["MetricsWriter", "REFLECTION", "reflection_count", "corrects_itself", "plot_metrics", "write_report"]
 
 # Words of self-checking that the paper sees rise during RL ("wait", re-checks); counted per rollout.
 REFLECTION = re.compile(r"\b(?:wait|re-?check(?:ing)?|let me (?:check|verify)|double[- ]check|verify|hmm)\b", re.I)
@@ -96,6 +96,12 @@ def plot_metrics(out_dir: str | Path) -> list[Path]:
     return written
 
 
+def corrects_itself(text: str) -> bool:
+    """Whether a completion replaces a number it wrote by another ("So 18, not 17.", "所以是 18，
+    不是 17。"); "So 8, not 8." re-checks a right number and fixes nothing."""
+    return any(x != y for x, y in re.findall(r"(-?\d+)\s*[,，]\s*(?:not|不是)\s*(-?\d+)", text))
+
+
 def write_report(out_dir: str | Path, title: str, summary: dict) -> Path:
     """report.md: the summary table, the plots, and one "aha" rollout if the run produced one."""
     out = Path(out_dir)
@@ -107,8 +113,8 @@ def write_report(out_dir: str | Path, title: str, summary: dict) -> Path:
             lines.append(f"| {key} | {rows[0][key]:.3f} | {rows[-1][key]:.3f} |")
     lines += ["", *[f"![{name}]({name})" for name in PLOTS], ""]
     if aha:
-        # prefer a rollout that corrects itself ("..., not 17.") over one that only re-checks
-        a = next((x for x in reversed(aha) if re.search(r"\bnot\b", x["completion"])), aha[-1])
+        # prefer a rollout that corrects itself ("So 18, not 17.") over one that only re-checks
+        a = next((x for x in reversed(aha) if corrects_itself(x["completion"])), aha[-1])
         lines += [f"## An \"aha\" rollout (step {a['step']})", "", f"Prompt: {a['prompt']}", "", "```",
                   a["completion"], "```", f"Reference answer: {a['answer']}; scored correct.", ""]
     else:

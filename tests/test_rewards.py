@@ -1,5 +1,6 @@
 """Format, language consistency, reward-model routing and the per-stage combination."""
 
+import json
 import subprocess
 import sys
 
@@ -127,3 +128,16 @@ def test_reflection_words():
     from r1jax.report import reflection_count
     assert reflection_count("12 + 7 = 19. Wait, let me check: 12 + 7 = 19. Let me verify again. Hmm.") == 4
     assert reflection_count("Awaiting the verification step") == 0  # whole words only
+
+
+def test_report_quotes_a_rollout_that_corrects_itself(tmp_path):
+    from r1jax.report import corrects_itself, write_report
+    fixed = "<think> 6 + 7 = 23. Wait, let me check: 6 + 7: 7, 8, 9, 10, 11, 12, 13. So 13, not 23. </think> 13"
+    same = "<think> 8 - 3 = 5. Wait, let me check: 8 - 3: 7, 6, 5. So 5, not 5. </think> 5"
+    assert corrects_itself(fixed) and corrects_itself("所以是 -2，不是 -1。") and not corrects_itself(same)
+    assert not corrects_itself("It is not 5.")
+    rows = [{"step": 1, "prompt": "Compute 6 + 7.", "answer": "13", "completion": fixed},
+            {"step": 2, "prompt": "Compute 8 - 3.", "answer": "5", "completion": same}]
+    (tmp_path / "aha.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = write_report(tmp_path, "run", {}).read_text()
+    assert fixed in text and same not in text  # the later rollout only re-checks
