@@ -11,7 +11,7 @@ float32 (bfloat16 compute): a 3e-6 step is far below bfloat16's resolution for t
 Run it on every worker (tpu_setup/launch.sh) after importing the base model:
 
     r1jax convert hf-to-ckpt Qwen2.5-Math-7B runs/qwen-math-7b-base/ckpt --dtype float32
-    cp Qwen2.5-Math-7B/tokenizer.json runs/qwen-math-7b-base/
+    cp Qwen2.5-Math-7B/tokenizer.json Qwen2.5-Math-7B/tokenizer_config.json runs/qwen-math-7b-base/
     r1jax r1-zero $(python experiments/r1_zero_qwen_math_7b.py)
 
 Memory from the planner:

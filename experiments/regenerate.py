@@ -60,7 +60,7 @@ float32 (bfloat16 compute): a 3e-6 step is far below bfloat16's resolution for t
 Run it on every worker (tpu_setup/launch.sh) after importing the base model:
 
     r1jax convert hf-to-ckpt {hf_dir} runs/{short}-base/ckpt --dtype float32
-    cp {hf_dir}/tokenizer.json runs/{short}-base/
+    cp {hf_dir}/tokenizer.json {hf_dir}/tokenizer_config.json runs/{short}-base/
     r1jax r1-zero $(python experiments/{stem}.py)
 
 Memory from the planner:\n\n    {cmd}

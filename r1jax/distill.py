@@ -31,7 +31,7 @@ from r1jax import checkpoint, data, report, sampling, train
 from r1jax.config import ModelConfig, from_dict
 from r1jax.model import count_params, forward
 from r1jax.pipeline import (_copy_tokenizer, _end_of_step, _mesh, _round_up, _stage_tokenizer, _stop_on_signals, encode_doc,
-                            rollout, task_pool, to_host)
+                            prompt_ids, rollout, task_pool, to_host)
 from r1jax.tasks.sft import read_sft_jsonl
 from r1jax.tokenizer import render_r1_zero
 
@@ -215,6 +215,7 @@ def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, st
     pool = task_pool(cfg.families, cfg.n_prompts, cfg.seed)
     order = np.random.default_rng(cfg.seed).permutation(len(pool))
     B, N, P = cfg.batch_size, cfg.max_new_tokens, cfg.max_prompt_tokens
+    prompt_ids(tok, pool, P)  # a prompt too long for P fails now, not at the step that draws it
     sampler = sampling.make_sampler(student_cfg, sampling.SamplingConfig(
         max_new_tokens=N, temperature=cfg.temperature, stop_tokens=(tok.eos_id,), pad_id=tok.pad_id), mesh=mesh)
     example = {"tokens": np.zeros((B, P + N), np.int32), "mask": np.zeros((B, P + N), bool),

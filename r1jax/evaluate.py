@@ -515,7 +515,6 @@ def _sample_benchmark(name: str, examples: list[Example], k: int, cfg: EvalConfi
         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
         stop_tokens=(tok.eos_id,), pad_id=tok.pad_id), mesh=mesh, group_size=k)
     render = TEMPLATES[cfg.template]
-    bos = [] if tok.bos_id is None else [tok.bos_id]
     P, me = jax.process_count(), jax.process_index()
     by_id = {ex.id: ex for ex in examples}
     with tqdm.tqdm(total=len(examples), initial=int(mask.sum()), desc=name, unit="problem", dynamic_ncols=True,
@@ -524,7 +523,7 @@ def _sample_benchmark(name: str, examples: list[Example], k: int, cfg: EvalConfi
             round_batches = todo[r:r + P]
             b = round_batches[me] if me < len(round_batches) else round_batches[0]  # idle: repeat, discarded
             idx = batches[b] + [batches[b][-1]] * (B - len(batches[b]))  # fixed shape: one compile
-            ids = [bos + tok.encode(render(examples[i].prompt)) for i in idx]
+            ids = [tok.bos + tok.encode(render(examples[i].prompt)) for i in idx]
             width = -(-max(map(len, ids)) // 64) * 64  # prompt lengths in steps of 64: few compiles
             prompts, pmask = tok.pad_batch(ids, length=width)
             # the key depends on the batch alone, so a resumed run draws what an uninterrupted one would

@@ -62,7 +62,7 @@ class PretrainConfig:
 # slip. A few writers re-check every step by counting ("Wait, let me check: 14 + 4: 15, 16,
 # 17, 18.") and fix what was wrong. Counting is slower but a small model gets it right far
 # more often than a step done at once, so RL has a reason to favour long, reflective answers.
-STYLES = {"guess": 0.50, "direct": 0.35, "check": 0.15}
+STYLES = {"guess": 0.50, "direct": 0.30, "check": 0.20}
 SLIP_RATE = {"direct": 0.3, "check": 0.4}  # per step
 # Independently of the style, a third of the documents end without the answer tags.
 ENDINGS = {"en": {" <answer> {v} </answer>": 0.65, " {v}": 0.20, " The answer is {v}.": 0.15},
@@ -144,16 +144,16 @@ def _stage_tokenizer(directory: Path):
 
 def _copy_tokenizer(src: Path, out: Path) -> None:
     """Every stage directory carries its tokenizer, so the next stage needs only that directory."""
-    for name in ("tokenizer.model", "tokenizer.json"):
+    for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):  # the config names EOS / PAD
         if (src / name).exists() and not (out / name).exists():
             shutil.copyfile(src / name, out / name)
 
 
 def encode_doc(tok, prompt: str, response: str) -> tuple[list[int], int]:
-    """A training document '<s> prompt response </s>' (the prompt already in its template) as
-    token ids, and the index of its first response token: the loss starts there (the model
-    learns to answer, not to imitate the template)."""
-    head = [tok.bos_id, *tok.encode(prompt)]
+    """A training document '<s> prompt response </s>' (the prompt already in its template; '<s>'
+    only if the tokenizer has one) as token ids, and the index of its first response token: the
+    loss starts there (the model learns to answer, not to imitate the template)."""
+    head = [*tok.bos, *tok.encode(prompt)]
     return [*head, *tok.encode(" " + response), tok.eos_id], len(head)
 
 
@@ -383,11 +383,22 @@ def to_host(x: jax.Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def prompt_ids(tok, examples, max_prompt: int) -> list[list[int]]:
+    """The token ids of each example's prompt in the R1-Zero template; an error, not a cut, for
+    one longer than `max_prompt` (a cut would drop the template's start, which the rewards'
+    format rests on)."""
+    ids = [[*tok.bos, *tok.encode(render_r1_zero(ex.prompt))] for ex in examples]
+    longest = max(range(len(ids)), key=lambda i: len(ids[i]))
+    if len(ids[longest]) > max_prompt:
+        raise ValueError(f"problem {examples[longest].id!r} is {len(ids[longest])} tokens in the R1-Zero template, "
+                         f"more than max_prompt_tokens={max_prompt} (--max-prompt-tokens): raise it")
+    return ids
+
+
 def rollout(sampler, params, tok, examples, max_prompt: int, key):
     """Sample completions of `examples` in the R1-Zero template: (prompts, prompt_mask,
     Samples on the host, decoded completion texts), G texts per example in order."""
-    prompt_ids = [[tok.bos_id, *tok.encode(render_r1_zero(ex.prompt))][-max_prompt:] for ex in examples]
-    prompts, pmask = tok.pad_batch(prompt_ids, length=max_prompt)
+    prompts, pmask = tok.pad_batch(prompt_ids(tok, examples, max_prompt), length=max_prompt)
     roll = jax.tree.map(to_host, sampler(params, prompts, pmask, key))
     texts = [tok.decode([t for t in row[:n] if t != tok.eos_id]) for row, n in zip(roll.tokens, roll.lengths)]
     return prompts, pmask, roll, texts
@@ -591,6 +602,7 @@ def r1_zero(cfg: R1ZeroConfig) -> dict:
     pool = task_pool(cfg.families, cfg.n_train, cfg.seed)
     order = np.random.default_rng(cfg.seed).permutation(len(pool))
     Q, G, N, P = cfg.prompts_per_step, cfg.group_size, cfg.max_new_tokens, cfg.max_prompt_tokens
+    prompt_ids(tok, pool, P)  # a prompt too long for P fails now, not at the step that draws it
     sampler = sampling.make_sampler(model_cfg, sampling.SamplingConfig(
         max_new_tokens=N, temperature=cfg.temperature, top_p=cfg.top_p, stop_tokens=(tok.eos_id,),
         pad_id=tok.pad_id), mesh=mesh, group_size=G)
@@ -742,6 +754,17 @@ class WorldConfig:
     mesh: str = ""
 
 
+def world_heldout(n: int, seed: int, language: str = "en") -> list:
+    """`n` distinct problems of the world's test split, which no pretraining corpus or RL pool
+    holds whatever its size and seed (r1jax.tasks.generated.world_split), at the training mix of
+    difficulties: the held-out set of `world` and of the R1 recipe."""
+    drawn = generate("world", 4 * n, seed + 7919, split="test", language=language)
+    heldout = list({ex.prompt: ex for ex in drawn}.values())[:n]
+    if len(heldout) < n:
+        raise ValueError(f"eval_problems={n}: only {len(heldout)} distinct test problems drawn")
+    return heldout
+
+
 def world(cfg: WorldConfig) -> dict:
     """Run (or resume) the whole world job; writes `world.md` and `world.json` in `out_dir`."""
     out = Path(cfg.out_dir)
@@ -753,11 +776,7 @@ def world(cfg: WorldConfig) -> dict:
     if pretrain(pre)["step"] < pre.steps:  # stopped by a signal: checkpoint saved, nothing more to do
         return {"stopped": "pretrain"}
     t_pre = time.time() - t0
-    # distinct problems of the test split, which no corpus or RL pool holds (world_split)
-    heldout = list({ex.prompt: ex for ex in generate("world", 4 * cfg.eval_problems, cfg.seed + 7919,
-                                                      split="test")}.values())[:cfg.eval_problems]
-    if len(heldout) < cfg.eval_problems:
-        raise ValueError(f"WorldConfig.eval_problems={cfg.eval_problems}: only {len(heldout)} distinct test problems drawn")
+    heldout = world_heldout(cfg.eval_problems, cfg.seed)
     tok = load_tokenizer(Path(pre.out_dir) / "tokenizer.model")
     model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(Path(pre.out_dir) / "ckpt")["model"])
     mesh = _mesh(cfg.mesh)

@@ -30,7 +30,6 @@ import numpy as np
 
 from r1jax import checkpoint, pipeline
 from r1jax.config import ModelConfig, from_dict
-from r1jax.tasks import generate
 
 __all__ = ["R1Config", "r1", "r1_table", "plot_r1", "running_mean", "first_step_reaching"]
 
@@ -68,19 +67,6 @@ class R1Config:
 
 
 FAMILY = "world:language=both"
-
-
-def _heldout(cfg: R1Config, pre: pipeline.PretrainConfig, pools: list[tuple[int, int]]) -> list:
-    """Bilingual world problems in no training or sampling pool: (n, seed) of every pool."""
-    seen = {ex.prompt for ex in generate("world", pre.n_examples, pre.seed, language="both")}
-    for n, seed in pools:
-        seen |= {ex.prompt for ex in pipeline.task_pool(FAMILY, n, seed)}
-    fresh = [ex for ex in generate("world", 16 * cfg.eval_problems, cfg.seed + 7919, language="both")
-             if ex.prompt not in seen]
-    if len(fresh) < cfg.eval_problems:
-        raise ValueError(f"only {len(fresh)} generated problems are outside the training pools; "
-                         f"lower R1Config.eval_problems ({cfg.eval_problems})")
-    return fresh[:cfg.eval_problems]
 
 
 def running_mean(metrics_file: Path, key: str, window: int = 3) -> list[float]:
@@ -167,7 +153,8 @@ def r1(cfg: R1Config) -> dict:
                                                            mesh=cfg.mesh))
     rl_all = grpo("rl_all", sft_dir, cfg.rl_all_steps,
                   "accuracy=1,format_r1=1,language=1,helpfulness=1,harmlessness=1",
-                  families=FAMILY + ",general:n=1000", reward_model=str(out / "rm"), temperature=0.7)  # stage 6
+                  families=FAMILY + ",general:n=1000", reward_model=str(out / "rm"), temperature=0.7,
+                  max_prompt_tokens=64)  # stage 6; general requests run to ~45 tokens in the template
 
     # Stage 7: distillation into a smaller student with its own pretrained initialisation,
     # against RL on that student directly (the paper's Table 6)
@@ -186,10 +173,8 @@ def r1(cfg: R1Config) -> dict:
         students[name] = out / name
     student_rl = grpo("student_rl", out / "student_base", cfg.student_rl_steps, "accuracy=1,format=1")
 
-    # Held-out evaluation of every stage (problems in no pool above)
-    pools = [(pipeline.R1ZeroConfig.n_train, cfg.seed)] + [
-        (n, cfg.seed + 101) for n in (cfg.cold_start_prompts, cfg.rejection_prompts, cfg.distill_prompts)]
-    heldout = _heldout(cfg, pre, pools)
+    # Held-out evaluation of every stage on the world's test split, which no pool above holds
+    heldout = pipeline.world_heldout(cfg.eval_problems, cfg.seed, language="both")
     stages = {"base": (base, "format"), "r1zero": (zero, "format"), "cold_sft": (cold, "format_r1"),
               "reasoning_rl": (reasoning, "format_r1"), "ablation_no_language": (no_lang, "format_r1"),
               "sft": (sft_dir, "format_r1"), "rl_all": (rl_all, "format_r1"),
@@ -211,7 +196,7 @@ def r1(cfg: R1Config) -> dict:
     zero_curve = running_mean(zero / "metrics.jsonl", "accuracy")
     cold_curve = running_mean(no_lang / "metrics.jsonl", "accuracy")
     best = max(zero_curve)
-    result = {"stages": results, "minutes": minutes, "cold_start_vs_r1_zero": {
+    result = {"stages": results, "minutes": minutes, "heldout": [ex.prompt for ex in heldout], "cold_start_vs_r1_zero": {
         "r1_zero_best_train_accuracy": best, "r1_zero_steps": first_step_reaching(zero_curve, best),
         "cold_start_steps": first_step_reaching(cold_curve, best), "cold_start_best_train_accuracy": max(cold_curve)}}
     (out / "r1.json").write_text(json.dumps(result, indent=2))

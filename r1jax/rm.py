@@ -88,8 +88,7 @@ def rm_train_step(state: train.TrainState, batch: dict, *, model_cfg: ModelConfi
 
 def encode(tok, prompt: str, response: str) -> list[int]:
     """The token ids a (prompt, response) is scored on: [bos] template(prompt) + " " + response [eos]."""
-    bos = [] if tok.bos_id is None else [tok.bos_id]  # Qwen's tokenizer has no BOS
-    return [*bos, *tok.encode(render_r1_zero(prompt) + " " + response), tok.eos_id]
+    return [*tok.bos, *tok.encode(render_r1_zero(prompt) + " " + response), tok.eos_id]
 
 
 @functools.partial(jax.jit, static_argnums=0)

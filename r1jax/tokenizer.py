@@ -28,6 +28,13 @@ class _Common:
     """Batch helpers shared by both tokenizers (they only need encode/decode/pad_id)."""
 
     pad_id: int
+    bos_id: int | None
+
+    @property
+    def bos(self) -> list[int]:
+        """What every sequence starts with: [bos_id], or nothing for a tokenizer without a BOS
+        (Qwen's): the one rule all stages use, so no stage puts a None among the ids."""
+        return [] if self.bos_id is None else [self.bos_id]
 
     def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]

@@ -25,3 +25,28 @@ jax.config.update("jax_default_matmul_precision", "highest")
 def tiny_cfg():
     from r1jax.config import get_preset
     return get_preset("tiny")
+
+
+@pytest.fixture(scope="session")
+def qwen_like_tokenizer(tmp_path_factory):
+    """A folder with a byte-level BPE tokenizer.json (trained here on world documents and a few
+    English and Chinese lines) and a tokenizer_config.json like Qwen's: no BOS token, EOS = PAD =
+    <|endoftext|>, the R1 tags as single tokens."""
+    import json
+    tokenizers = pytest.importorskip("tokenizers", reason="HF tokenizers need the 'hf' extra")
+    from r1jax import pipeline
+    texts = [p + " " + r for p, r in pipeline.world_corpus(300, 0)]
+    texts += [f"What is {a} + {b}? The answer is {a + b}." for a in range(60) for b in (3, 17, 42)]
+    texts += ["小明有 3 个苹果，又买了 5 个。", "一共有多少个苹果？答案是 8。"] * 20
+    specials = ["<|endoftext|>", "<think>", "</think>", "<answer>", "</answer>"]
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=500, special_tokens=specials,
+                                             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    out = tmp_path_factory.mktemp("qwen_like_tokenizer")
+    tok.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(json.dumps(
+        {"eos_token": {"content": "<|endoftext|>"}, "pad_token": "<|endoftext|>", "bos_token": None}))
+    return out

@@ -98,3 +98,44 @@ def test_world_corpus_styles_are_right_where_they_claim_to_be():
     assert checks > 1000
     for style, share in pipeline.STYLES.items():
         assert abs(counts[style] / len(examples) - share) < 0.03, counts
+
+
+def test_imported_model_with_a_tokenizer_without_bos(tmp_path, tiny_cfg, qwen_like_tokenizer):
+    """A Hugging Face model with Qwen's kind of tokenizer (no BOS), set up as the README says:
+    `r1jax convert` for ckpt/, tokenizer.json and tokenizer_config.json copied beside it. R1-Zero
+    runs from it, SFT runs from R1-Zero's folder (which must carry both tokenizer files), and no
+    sequence starts with a BOS it does not have; a prompt too long for max_prompt_tokens fails
+    before any step instead of being cut."""
+    import shutil
+    from r1jax.config import override
+    from r1jax.tasks.sft import write_sft_jsonl
+    from r1jax.tokenizer import load_tokenizer, render_r1_zero
+
+    tok = load_tokenizer(qwen_like_tokenizer)
+    cfg = override(tiny_cfg, vocab_size=tok.vocab_size)
+    hf.save_hf(tmp_path / "hf", cfg, init_params(cfg, jax.random.key(0)))
+    base = tmp_path / "base"
+    cli.main(["convert", "hf-to-ckpt", str(tmp_path / "hf"), str(base / "ckpt")])
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(qwen_like_tokenizer / name, base / name)
+
+    prompt = render_r1_zero("Compute 1 + 2.")
+    ids, start = pipeline.encode_doc(tok, prompt, "<answer> 3 </answer>")
+    assert ids[:start] == tok.encode(prompt) and ids[start:] == [*tok.encode(" <answer> 3 </answer>"), tok.eos_id]
+    pool = pipeline.task_pool("world", 50, 0)
+    longest = max(len(tok.encode(render_r1_zero(ex.prompt))) for ex in pool)
+    assert pipeline.prompt_ids(tok, pool[:1], longest)[0] == tok.encode(render_r1_zero(pool[0].prompt))
+
+    rl = dict(steps=1, prompts_per_step=2, group_size=2, minibatches=1, max_new_tokens=8, n_train=50)
+    with pytest.raises(ValueError, match=f"is {longest} tokens in the R1-Zero template, more than max_prompt_tokens=32"):
+        pipeline.r1_zero(pipeline.R1ZeroConfig(out_dir=str(tmp_path / "short"), base_dir=str(base), **rl))
+    assert not (tmp_path / "short" / "ckpt").exists() or checkpoint.latest_step(tmp_path / "short" / "ckpt") is None
+    out = pipeline.r1_zero(pipeline.R1ZeroConfig(out_dir=str(tmp_path / "rl"), base_dir=str(base),
+                                                 max_prompt_tokens=longest, **rl))
+    assert out["step"] == 1
+    write_sft_jsonl(tmp_path / "sft.jsonl", [{"prompt": ex.prompt, "response": f"<answer> {ex.answer} </answer>"}
+                                             for ex in pool[:40]])
+    out = pipeline.sft(pipeline.SFTConfig(out_dir=str(tmp_path / "sft"), init_dir=str(tmp_path / "rl"),
+                                          data=str(tmp_path / "sft.jsonl"), epochs=1, batch_size=2,
+                                          seq_len=2 * longest, log_every=1))
+    assert out["steps"] >= 1 and (tmp_path / "sft" / "tokenizer_config.json").exists()

@@ -14,6 +14,7 @@ from r1jax.config import ModelConfig, from_dict
 from r1jax.rewards.format import r1_format, split_reasoning
 from r1jax.rewards.language import count_words, language_consistency
 from r1jax.tasks import generate
+from r1jax.tasks.generated import world_split
 from r1jax.tasks.sft import read_sft_jsonl, write_sft_jsonl
 
 
@@ -189,6 +190,9 @@ def test_whole_recipe_runs_end_to_end_at_tiny_sizes(tmp_path):
                            "student_base", "student_rl", "student_sft"}
     for r in stages.values():
         assert 0.0 <= r["pass@1"] <= 1.0 and r["problems"] == 4 and r["samples"] == 2
+    # held out: the world's test split, in both languages
+    expressions = [p.removeprefix("Compute ").removeprefix("计算 ").rstrip(".。") for p in result["heldout"]]
+    assert len(set(result["heldout"])) == 4 and all(world_split(e) == "test" for e in expressions)
     assert checkpoint.read_run_config(out / "cold_sft" / "ckpt")["sft"]["data"] == str(tmp_path / "own.jsonl")
     # rejection sampling keeps correct outputs of stage 3 with provenance, and adds general records
     rejection = read_sft_jsonl(out / "rejection.jsonl")

@@ -1,7 +1,5 @@
 """Tokenizers: trained sentencepiece and a locally built HF tokenizer.json; templates."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -61,22 +59,12 @@ def test_reload_and_errors(sp, tmp_path):
         T.load_tokenizer(tmp_path)
 
 
-def test_hf_tokenizer_json(tmp_path):
-    tokenizers = pytest.importorskip("tokenizers", reason="HF tokenizers need the 'hf' extra")
+def test_hf_tokenizer_json(qwen_like_tokenizer, sp):
     specials = ["<|endoftext|>", "<think>", "</think>", "<answer>", "</answer>"]
-    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(vocab_size=500, special_tokens=specials,
-                                             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_corpus(), trainer)
-    tok.save(str(tmp_path / "tokenizer.json"))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
-        {"eos_token": {"content": "<|endoftext|>"}, "pad_token": "<|endoftext|>", "bos_token": None}))
-
-    hf = T.load_tokenizer(tmp_path)
+    hf = T.load_tokenizer(qwen_like_tokenizer)
     assert isinstance(hf, T.HFTokenizer)
     assert hf.bos_id is None and hf.eos_id == hf.pad_id == hf.token_id("<|endoftext|>")
+    assert hf.bos == [] and sp.bos == [T.BOS_ID]  # what every stage starts a sequence with
     for text in ["What is 12 + 30? The answer is 42.", "小明有 3 个苹果", "<think> x </think><answer>5</answer>"]:
         assert hf.decode(hf.encode(text)) == text
     for piece in specials:
