@@ -745,7 +745,7 @@ class WorldConfig:
     model: str = "small"  # the base's preset
     pretrain_steps: int = 450
     pretrain_batch: int = 16  # rows of 256 tokens, packed with documents
-    rl_steps: int = 30
+    rl_steps: int = 25  # held-out pass@1 at 25 and 30 steps was the same (0.69-0.73) for seeds 0-2
     group_size: int = 16  # R1-Zero samples per problem
     max_new_tokens: int = 160
     eval_problems: int = 64  # held-out problems (none appears in pretraining or RL)
