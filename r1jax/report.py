@@ -96,10 +96,25 @@ def plot_metrics(out_dir: str | Path) -> list[Path]:
     return written
 
 
+# A step and its result, then (before the next step's "=") the re-check's conclusion and what it
+# says it replaces: "14 + 4 = 17. Wait, let me check: 14 + 4: 15, 16, 17, 18. So 18, not 17."
+# (Chinese: "= 17。 ... 所以是 18，不是 17。").
+_STEP_AND_CHECK = re.compile(r"(-?\d+)\s*([+-])\s*(\d+)\s*=\s*(-?\d+)\s*[.。][^=]*?(?:\bSo|所以是)\s*(-?\d+)"
+                             r"(?:\s*[,，]\s*(?:not|不是)\s*(-?\d+))?")
+
+
 def corrects_itself(text: str) -> bool:
-    """Whether a completion replaces a number it wrote by another ("So 18, not 17.", "所以是 18，
-    不是 17。"); "So 8, not 8." re-checks a right number and fixes nothing."""
-    return any(x != y for x, y in re.findall(r"(-?\d+)\s*[,，]\s*(?:not|不是)\s*(-?\d+)", text))
+    """Whether a completion catches a wrong step result and fixes it, and every re-check in it
+    makes sense: concludes the step's right result and, if it names the number it replaces,
+    names the one written. Policies also write "14 + 8 = 11. ... So 22, not 9." or "14 + 9 =
+    23. ... So 22.", which are not worth quoting as self-correction."""
+    fixed = False
+    for a, op, b, wrote, checked, replaced in _STEP_AND_CHECK.findall(text):
+        right = int(a) + int(b) if op == "+" else int(a) - int(b)
+        if int(checked) != right or replaced not in ("", wrote):
+            return False
+        fixed |= int(wrote) != right
+    return fixed
 
 
 def write_report(out_dir: str | Path, title: str, summary: dict) -> Path:

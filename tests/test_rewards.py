@@ -134,8 +134,21 @@ def test_report_quotes_a_rollout_that_corrects_itself(tmp_path):
     from r1jax.report import corrects_itself, write_report
     fixed = "<think> 6 + 7 = 23. Wait, let me check: 6 + 7: 7, 8, 9, 10, 11, 12, 13. So 13, not 23. </think> 13"
     same = "<think> 8 - 3 = 5. Wait, let me check: 8 - 3: 7, 6, 5. So 5, not 5. </think> 5"
-    assert corrects_itself(fixed) and corrects_itself("所以是 -2，不是 -1。") and not corrects_itself(same)
-    assert not corrects_itself("It is not 5.")
+    assert corrects_itself(fixed) and not corrects_itself(same)
+    assert corrects_itself("3 - 5 = -1。 等等，检查一下：3 - 5：2, 1, 0, -1, -2。所以是 -2，不是 -1。")
+    assert corrects_itself("6 + 8 = 15. Wait, let me check: 6 + 8: 7, 8, 9, 10, 11, 12, 13, 14. So 14.")
+    # the re-check of the second step confirms what it wrote; the first step was right
+    assert not corrects_itself("2 + 2 = 4. 4 + 8 = 12. Wait, let me check: 4 + 8: 5, 6, 7, 8, 9, 10, 11, 12. So 12.")
+    # it wrote 11 and fixed it, but says it replaced a 9 it never wrote (a real step-25 rollout)
+    check = "Wait, let me check: 14 + 8: 15, 16, 17, 18, 19, 20, 21, 22."
+    assert not corrects_itself(f"14 + 8 = 11. {check} So 22, not 9.")
+    assert corrects_itself(f"14 + 8 = 11. {check} So 22, not 11.")
+    assert not corrects_itself(f"14 + 8 = 22. {check} So 22, not 9.")
+    assert not corrects_itself("14 + 9 = 23. Wait, let me check: 14 + 9: 15, 16, 17, 18, 19, 20, 21, 22. So 22.")
+    # a true fix followed by a re-check that makes no sense (a real step-25 rollout): not quoted
+    assert not corrects_itself("6 + 8 = 15. Wait, let me check: 6 + 8: 7, 8, 9, 10, 11, 12, 13, 14. So 14. "
+                               "14 + 9 = 23. Wait, let me check: 14 + 9: 15, 16, 17, 18, 19, 20, 21, 22. So 22.")
+    assert not corrects_itself("It is not 5.") and not corrects_itself("So 13, not 23.")  # no step written
     rows = [{"step": 1, "prompt": "Compute 6 + 7.", "answer": "13", "completion": fixed},
             {"step": 2, "prompt": "Compute 8 - 3.", "answer": "5", "completion": same}]
     (tmp_path / "aha.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
