@@ -282,16 +282,18 @@ def test_interrupted_logit_distillation_resumes_exactly(stages, logits_run, tmp_
 
 def test_on_policy_distillation_end_to_end(stages, tmp_path):
     cfg = distill.DistillConfig(out_dir=str(tmp_path), teacher_dir=str(stages["teacher"]),
-                                student_dir=str(stages["student"]), mode="on-policy", n_prompts=100, steps=16,
+                                student_dir=str(stages["student"]), mode="on-policy", n_prompts=100, steps=24,
                                 batch_size=8, max_new_tokens=16, max_prompt_tokens=32, learning_rate=1e-2,
-                                checkpoint_every=8)
+                                checkpoint_every=12)
     summary = distill.distill(cfg)
     kl = _kl_curve(tmp_path, "reverse_kl")
-    assert summary["step"] == 16 and len(kl) == 16
-    assert np.mean(kl[-3:]) < 0.7 * np.mean(kl[:3]), kl
+    assert summary["step"] == 24 and len(kl) == 24
+    # the random student's KL stays near 2.5 for ~15 steps, then falls (0.6-0.8 at steps 22-24,
+    # below 0.2 by step 30, in a 32-step run of this fixture)
+    assert np.mean(kl[-3:]) < 0.5 * np.mean(kl[:3]), kl
     first = json.loads(open(tmp_path / "metrics.jsonl").readline())
     assert first["ratio_mean"] == pytest.approx(1.0, abs=1e-3)  # the update sees the sampler's distribution
-    assert sorted(int(d.name) for d in (tmp_path / "ckpt").iterdir() if d.name.isdigit()) == [8, 16]
+    assert sorted(int(d.name) for d in (tmp_path / "ckpt").iterdir() if d.name.isdigit()) == [12, 24]
 
 
 def test_a_different_tokenizer_is_refused(stages, tmp_path):
