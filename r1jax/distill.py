@@ -30,12 +30,10 @@ import tqdm
 from r1jax import checkpoint, data, report, sampling, train
 from r1jax.config import ModelConfig, from_dict
 from r1jax.model import count_params, forward
-from r1jax.pipeline import (_copy_tokenizer, _end_of_step, _mesh, _round_up, _stage_tokenizer, _stop_on_signals, encode_doc,
+from r1jax.pipeline import (_copy_tokenizer, _end_of_step, _mesh, _round_up, _stage_tokenizer, _stop_on_signals, encode_sft,
                             prompt_ids, rollout, task_pool, to_host)
-from r1jax.tasks.sft import read_sft_jsonl
-from r1jax.tokenizer import render_r1_zero
 
-__all__ = ["DistillConfig", "distill", "teacher_topk", "read_sft", "check_same_tokenizer"]
+__all__ = ["DistillConfig", "distill", "teacher_topk", "check_same_tokenizer"]
 
 MODES = ("logits", "on-policy")
 
@@ -82,19 +80,6 @@ def check_same_tokenizer(teacher, student) -> None:
     if teacher.path.read_bytes() != student.path.read_bytes():
         raise ValueError(f"teacher and student tokenizers differ: {teacher.path} and {student.path} both have "
                          f"{teacher.vocab_size} tokens but are different files; {what}")
-
-
-def read_sft(path: str | Path, tok, seq_len: int) -> tuple[list[list[int]], list[int]]:
-    """Token sequences [bos, prompt in the R1-Zero template, " " + response, eos] of an SFT JSONL
-    file (`r1jax.tasks.sft`), and the index of each one's first response token (the loss starts there)."""
-    examples, loss_from = [], []
-    for i, rec in enumerate(read_sft_jsonl(path)):
-        seq, start = encode_doc(tok, render_r1_zero(rec["prompt"]), rec["response"])
-        if len(seq) > seq_len:
-            raise ValueError(f"{path}: record {i + 1} has {len(seq)} tokens, more than DistillConfig.seq_len={seq_len}")
-        examples.append(seq)
-        loss_from.append(start)
-    return examples, loss_from
 
 
 def teacher_topk(model_cfg: ModelConfig, params, batch: dict, *, k: int, temperature: float = 1.0,
@@ -181,7 +166,8 @@ def distill(cfg: DistillConfig) -> dict:
 
 def _logits_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx, data_state):
     """(step_fn(state, step) -> (state, metrics), data_state(next_step)) for mode 'logits'."""
-    examples, loss_from = read_sft(cfg.data, tok, cfg.seq_len)
+    encoded = encode_sft(cfg.data, tok, cfg.seq_len, "DistillConfig.seq_len")
+    examples, loss_from = [e for e, _ in encoded], [a for _, a in encoded]
     batches = data.lm_batches(examples, seq_len=cfg.seq_len, batch_size=cfg.batch_size, pad_id=tok.pad_id,
                               seed=cfg.seed, loss_from=loss_from, pack=True)
     iterator = iter(batches)

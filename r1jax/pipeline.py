@@ -157,6 +157,18 @@ def encode_doc(tok, prompt: str, response: str) -> tuple[list[int], int]:
     return [*head, *tok.encode(" " + response), tok.eos_id], len(head)
 
 
+def encode_sft(path: str | Path, tok, seq_len: int, field: str) -> list[tuple[list[int], int]]:
+    """Every record of an SFT JSONL (`r1jax.tasks.sft`), prompt in the R1-Zero template, as an
+    `encode_doc` document; an error naming file:line and `field` if any is longer than `seq_len`."""
+    from r1jax.tasks.sft import read_sft_jsonl
+    encoded = [encode_doc(tok, render_r1_zero(r["prompt"]), r["response"]) for r in read_sft_jsonl(path)]
+    too_long = [i for i, (e, _) in enumerate(encoded) if len(e) > seq_len]
+    if too_long:
+        raise ValueError(f"{path}:{too_long[0] + 1}: {len(encoded[too_long[0]][0])} tokens, longer than "
+                         f"{field}={seq_len} ({len(too_long)} such records)")
+    return encoded
+
+
 def _train_lm(out: Path, run_config: dict, model_cfg: ModelConfig, tok, encoded: list[tuple[list[int], int]], *,
               steps: int, batch_size: int, seq_len: int, learning_rate: float, warmup_steps: int,
               checkpoint_every: int, log_every: int, seed: int, mesh: str, init_ckpt: Path | None,
@@ -268,23 +280,16 @@ class SFTConfig:
 
 def sft(cfg: SFTConfig) -> dict:
     """Fine-tune (or resume) `init_dir`'s model on `data`; writes `out_dir` (tokenizer + ckpt/)."""
-    from r1jax.tasks.sft import read_sft_jsonl
-
     out, init = Path(cfg.out_dir), Path(cfg.init_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records = read_sft_jsonl(cfg.data)
     tok = _stage_tokenizer(init)
     _copy_tokenizer(init, out)
     model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(init / "ckpt")["model"])
-    encoded = [encode_doc(tok, render_r1_zero(r["prompt"]), r["response"]) for r in records]
+    encoded = encode_sft(cfg.data, tok, cfg.seq_len, "SFTConfig.seq_len")
     lengths = [len(e) for e, _ in encoded]
-    too_long = [i for i, n in enumerate(lengths) if n > cfg.seq_len]
-    if too_long:
-        raise ValueError(f"{cfg.data}:{too_long[0] + 1}: {lengths[too_long[0]]} tokens, longer than "
-                         f"SFTConfig.seq_len={cfg.seq_len} ({len(too_long)} such records)")
     rows = data.count_rows(lengths[max(len(encoded) // 20, 1):], cfg.seq_len, cfg.seed, pack=True)
     if rows < cfg.batch_size:
-        raise ValueError(f"{cfg.data}: {len(records)} records (a twentieth held out) pack into {rows} rows of "
+        raise ValueError(f"{cfg.data}: {len(encoded)} records (a twentieth held out) pack into {rows} rows of "
                          f"{cfg.seq_len} tokens, fewer than one batch: lower SFTConfig.batch_size ({cfg.batch_size})")
     steps = max(1, round(cfg.epochs * rows / cfg.batch_size))
     # a small set gives few steps: warm up over at most a tenth of them
@@ -293,7 +298,7 @@ def sft(cfg: SFTConfig) -> dict:
                         warmup_steps=min(cfg.warmup_steps, steps // 10),
                         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=cfg.seed,
                         mesh=cfg.mesh, init_ckpt=init / "ckpt", desc="sft")
-    summary.update(records=len(records), epochs=cfg.epochs, steps=steps)
+    summary.update(records=len(encoded), epochs=cfg.epochs, steps=steps)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
