@@ -36,7 +36,7 @@ from r1jax.config import MeshConfig, ModelConfig, get_preset, override
 from r1jax.model import count_params
 
 BENCH_GRPO = ModelConfig(vocab_size=1024, d_model=256, n_layers=4, n_heads=4, n_kv_heads=2, head_dim=64, d_ff=768,
-                         qkv_bias=True, tie_embeddings=False, max_seq_len=1024)
+                         qkv_bias=True, tie_embeddings=False, max_seq_len=1024, scan_layers=False)
 
 
 def median_time(fn, repeats: int) -> float:

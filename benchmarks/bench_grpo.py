@@ -90,9 +90,10 @@ def run_r1jax(args) -> dict:
     import numpy as np
 
     from r1jax import hf, losses, sampling, sharding, train
-    from r1jax.config import MeshConfig
+    from r1jax.config import MeshConfig, override
 
     cfg, params = hf.load_hf(args.model_dir)
+    cfg = override(cfg, scan_layers=False)  # r1jax's CPU setting: a Python loop over the 4 layers
     grpo = train.GRPOConfig(beta=0.0)  # paper defaults otherwise: eps 0.2, k3 (unused), seq-mean-token-mean
     tx = train.make_optimizer(train.OptimConfig(learning_rate=LR, warmup_steps=0, schedule="constant",
                                                 weight_decay=0.0, total_steps=1000))

@@ -50,6 +50,11 @@ class ModelConfig:
     param_dtype: str = "float32"  # storage dtype of the parameters
     dtype: str = "float32"  # compute dtype of matmuls; norms and softmax run in float32
     remat: bool = False  # recompute each layer in the backward pass (saves activation memory)
+    # True: run the layer stack with lax.scan, one compiled layer body whatever the depth (fast
+    # compiles for deep models). False: a Python loop over the layers, compile time growing with
+    # depth; on CPU it saves copying each layer's weights out of the stacked arrays on every call,
+    # which is most of a small model's decode step (r1jax's CPU presets use it).
+    scan_layers: bool = True
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff"):
@@ -114,7 +119,8 @@ def _llama3(d, layers, heads, ff):
 
 def _tiny(vocab, d, layers, heads, kv, ff):
     return ModelConfig(vocab_size=vocab, d_model=d, n_layers=layers, n_heads=heads, n_kv_heads=kv,
-                       head_dim=d // heads, d_ff=ff, qkv_bias=True, tie_embeddings=True, max_seq_len=1024)
+                       head_dim=d // heads, d_ff=ff, qkv_bias=True, tie_embeddings=True, max_seq_len=1024,
+                       scan_layers=False)
 
 
 # Shapes from each model's published config.json on the Hugging Face hub.

@@ -2,7 +2,7 @@
 
 Parameters are a plain dict pytree (`init_params`); `forward(config, params, tokens)` is a
 pure function of it. Layers are stacked on a leading axis and run with `jax.lax.scan`, so
-one layer body is compiled whatever the depth.
+one layer body is compiled whatever the depth, or with a Python loop (`scan_layers=False`).
 
 Einsum legend: B batch, T query time, S key time (cache slots), D model dim, N query heads,
 K kv heads, G query heads per kv head (N = K*G), H head dim, F mlp dim, V vocab, L layers.
@@ -10,6 +10,7 @@ K kv heads, G query heads per kv head (N = K*G), H head dim, F mlp dim, V vocab,
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.struct
@@ -21,7 +22,7 @@ from r1jax.config import ModelConfig
 from r1jax.sharding import constrain
 
 __all__ = ["Cache", "init_cache", "cache_axes", "param_shapes", "param_axes", "init_params", "forward", "lm_head",
-           "rope_inv_freq", "count_params"]
+           "unstack_layers", "rope_inv_freq", "count_params"]
 
 
 def _param_table(cfg: ModelConfig) -> dict:
@@ -90,23 +91,31 @@ class Cache:
     """KV cache shared by a batch. Every sequence writes the same slots, so a left-padded
     batch keeps one scalar write position; per-sequence RoPE positions come from the caller."""
 
-    # k [L, B, K, H, S] and v [L, B, K, S, H]: the layouts a decode step's attention reads
-    # with no transpose (a [L, B, S, K, H] cache was copied into another layout every step)
-    k: jax.Array
-    v: jax.Array
+    # k [B, K, H, S] and v [B, K, S, H] per layer: the layouts a decode step's attention reads
+    # with no transpose (a [B, S, K, H] cache was copied into another layout every step).
+    # Stacked on a leading [L] axis for the layer scan; a tuple of L arrays for the loop over
+    # layers (`ModelConfig.scan_layers`), so each layer's cache is updated in place on its own.
+    k: jax.Array | tuple[jax.Array, ...]
+    v: jax.Array | tuple[jax.Array, ...]
     valid: jax.Array  # [B, S] bool: slot holds a real (non-padding) token
     end: jax.Array  # [] int32: slots written so far
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int) -> Cache:
-    v_shape = (cfg.n_layers, batch, cfg.n_kv_heads, max_len, cfg.head_dim)
-    k_shape = (cfg.n_layers, batch, cfg.n_kv_heads, cfg.head_dim, max_len)
-    return Cache(k=jnp.zeros(k_shape, cfg.dtype), v=jnp.zeros(v_shape, cfg.dtype),
-                 valid=jnp.zeros((batch, max_len), bool), end=jnp.zeros((), jnp.int32))
+    k_shape = (batch, cfg.n_kv_heads, cfg.head_dim, max_len)
+    v_shape = (batch, cfg.n_kv_heads, max_len, cfg.head_dim)
+    if cfg.scan_layers:
+        k = jnp.zeros((cfg.n_layers, *k_shape), cfg.dtype)
+        v = jnp.zeros((cfg.n_layers, *v_shape), cfg.dtype)
+    else:
+        k = tuple(jnp.zeros(k_shape, cfg.dtype) for _ in range(cfg.n_layers))
+        v = tuple(jnp.zeros(v_shape, cfg.dtype) for _ in range(cfg.n_layers))
+    return Cache(k=k, v=v, valid=jnp.zeros((batch, max_len), bool), end=jnp.zeros((), jnp.int32))
 
 
-def cache_axes() -> Cache:
-    kv = ("layers", "batch", "kv_heads", None, None)
+def cache_axes(cfg: ModelConfig) -> Cache:
+    kv = ("batch", "kv_heads", None, None)
+    kv = ("layers", *kv) if cfg.scan_layers else (kv,) * cfg.n_layers
     return Cache(k=kv, v=kv, valid=("batch", None), end=())
 
 
@@ -185,10 +194,17 @@ def _dense(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
     return y.reshape(B, T, *w.shape[n_in:])
 
 
-def _layer(cfg: ModelConfig, x, p, positions, allowed, inv_freq, cached=None):
-    """One decoder block -> (x, new keys, new values). `cached` = (k, v, allowed) of this
-    layer's cache slots (k [B, K, H, S], v [B, K, S, H]), read only: the caller writes the new
-    keys and values after the scan."""
+# jitted so that an eager `forward` (outside jit) with the loop over layers runs each block as one
+# program: op by op, XLA's CPU runtime rejects a bfloat16 batched matmul with float32 output
+@functools.partial(jax.jit, static_argnums=0)
+def _layer(cfg: ModelConfig, x, p, positions, allowed, inv_freq, cached=None, write_at=None):
+    """One decoder block -> (x, (keys, values)). `cached` = (k, v, allowed) of this layer's cache
+    slots before this call (k [B, K, H, S], v [B, K, S, H]). Without `write_at` (the layer scan)
+    the cache is read only and the block's new keys and values are returned for the caller to
+    write after the scan. With it (the loop over layers) they are first written into the cache
+    at slot `write_at` and the updated cache is returned: inside the sampler's while loop,
+    reading the cache only after writing it lets XLA update it in place (reading first cost two
+    copies of it every step, and a second attention block for the new key another 30%)."""
     dt = jnp.dtype(cfg.dtype)
     p = jax.tree.map(lambda w: w.astype(dt), p)
     h = _rms_norm(x, p["attn_norm"], cfg.norm_eps)
@@ -197,13 +213,27 @@ def _layer(cfg: ModelConfig, x, p, positions, allowed, inv_freq, cached=None):
         q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
     q = constrain(_rope(q, positions, inv_freq), ("batch", None, "heads", None))
     k, v = _rope(k, positions, inv_freq).transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # [B,K,H,T], [B,K,T,H]
-    attn = _attention(q, ([cached] if cached is not None else []) + [(k, v, allowed)], dt)
+    new_kv = (k, v)
+    if cached is None:
+        blocks = [(k, v, allowed)]
+    elif write_at is None:  # the layer scan: the cache is read only
+        blocks = [cached, (k, v, allowed)]
+    else:
+        k_c, v_c, old_allowed = cached
+        k_c = jax.lax.dynamic_update_slice(k_c, k.astype(k_c.dtype), (0, 0, 0, write_at))
+        v_c = jax.lax.dynamic_update_slice(v_c, v.astype(v_c.dtype), (0, 0, write_at, 0))
+        new_kv = (k_c, v_c)
+        if q.shape[1] == 1:  # a decode step reads its own key back from the cache it has just written
+            blocks = [(k_c, v_c, old_allowed | (jnp.arange(k_c.shape[-1]) == write_at))]
+        else:  # a prefill: the cache's earlier slots and its own keys (not all T x S slots)
+            blocks = [(k_c, v_c, old_allowed), (k, v, allowed)]
+    attn = _attention(q, blocks, dt)
     x = x + _dense(attn, p["wo"], n_in=2)
     h = _rms_norm(x, p["mlp_norm"], cfg.norm_eps)
     gate, up = _dense(h, p["w_gate"]), _dense(h, p["w_up"])
     hidden = constrain(jax.nn.silu(gate) * up, ("batch", None, "mlp"))
     x = x + _dense(hidden, p["w_down"])
-    return constrain(x, ("batch", None, None)), k, v
+    return constrain(x, ("batch", None, None)), new_kv
 
 
 def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Array | None = None,
@@ -240,32 +270,48 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
     x = constrain(params["embed"][tokens].astype(dt), ("batch", None, None))
     inv_freq = rope_inv_freq(cfg)
 
-    if cache is None:
-        def body(x, p):
-            x, _, _ = _layer(cfg, x, p, positions, allowed, inv_freq)
-            return x, None
-        xs = params["layers"]
-    else:
-        # cache slots written by earlier calls (all before this call's tokens)
-        old_allowed = ((jnp.arange(cache.valid.shape[1]) < offset)[None] & cache.valid)[:, None, :]
+    # cache slots written by earlier calls (all before this call's tokens)
+    old_allowed = None if cache is None else ((jnp.arange(cache.valid.shape[1]) < offset)[None] & cache.valid)[:, None, :]
 
-        def body(x, xs):
-            p, k_c, v_c = xs
-            x, k, v = _layer(cfg, x, p, positions, allowed, inv_freq, (k_c, v_c, old_allowed))
-            return x, (k, v)
-        xs = (params["layers"], cache.k, cache.v)
+    def layer(x, p, k_c=None, v_c=None, write_at=None):
+        cached = None if cache is None else (k_c, v_c, old_allowed)
+        return _layer(cfg, x, p, positions, allowed, inv_freq, cached, write_at)
     if cfg.remat:
-        body = jax.checkpoint(body, prevent_cse=False)
-    x, new_kv = jax.lax.scan(body, x, xs)
-    if cache is not None:  # one in-place write of every layer's new keys and values
-        k_new = jax.lax.dynamic_update_slice(cache.k, new_kv[0].astype(cache.k.dtype), (0, 0, 0, 0, offset))
-        v_new = jax.lax.dynamic_update_slice(cache.v, new_kv[1].astype(cache.v.dtype), (0, 0, 0, offset, 0))
+        layer = jax.checkpoint(layer, prevent_cse=False)
+    if cfg.scan_layers:
+        def body(x, xs):
+            x, kv = layer(x, *xs)
+            return x, None if cache is None else kv
+        x, new_kv = jax.lax.scan(body, x, (params["layers"],) if cache is None else (params["layers"], cache.k, cache.v))
+        if cache is not None:  # one in-place write of every layer's new keys and values
+            k_new = jax.lax.dynamic_update_slice(cache.k, new_kv[0].astype(cache.k.dtype), (0, 0, 0, 0, offset))
+            v_new = jax.lax.dynamic_update_slice(cache.v, new_kv[1].astype(cache.v.dtype), (0, 0, 0, offset, 0))
+    else:
+        k_new, v_new = [], []
+        for i, p in enumerate(unstack_layers(params["layers"])):
+            x, (k, v) = layer(x, p) if cache is None else layer(x, p, cache.k[i], cache.v[i], offset)
+            k_new.append(k)
+            v_new.append(v)
+        k_new, v_new = tuple(k_new), tuple(v_new)
+    if cache is not None:
         cache = Cache(k=k_new, v=v_new, valid=jax.lax.dynamic_update_slice(cache.valid, mask, (0, offset)),
                       end=offset + T)
     x = _rms_norm(x, params["final_norm"], cfg.norm_eps)
     if return_hidden:
         return x, cache
     return lm_head(cfg, params, x), cache
+
+
+def unstack_layers(layers: dict | tuple) -> tuple[dict, ...]:
+    """Stacked layer weights {name: [L, ...]} -> one dict per layer (a tuple passes through).
+
+    `forward` takes either form in `params["layers"]`. The sampler unstacks once before its
+    decode loop: slicing a layer out of the stacked arrays inside the loop copies its weights
+    on every step (on CPU that copy cost 30% of a small model's decode step)."""
+    if isinstance(layers, tuple):
+        return layers
+    n = jax.tree.leaves(layers)[0].shape[0]
+    return tuple(jax.tree.map(lambda w: w[i], layers) for i in range(n))
 
 
 def lm_head(cfg: ModelConfig, params: dict, x: jax.Array) -> jax.Array:

@@ -180,7 +180,7 @@ def plan(model_name: str, mesh: str, stage: str = "grpo", *, batch: int = 32, gr
             raise ValueError(f"batch * group = {batch * group} rollouts do not split into {minibatches} mini-batches")
         rollouts, rows = batch * group, batch * group // minibatches
         cache = jax.eval_shape(functools.partial(model.init_cache, cfg, rollouts, T))
-        kv_cache = _device_bytes(cache, tree_shardings(am, model.cache_axes(), cache))
+        kv_cache = _device_bytes(cache, tree_shardings(am, model.cache_axes(cfg), cache))
         sampling_logits = _local_rows(am, rollouts, T) * local.vocab_size * 4  # float32, one position
         reference = params if beta else 0
         summary = (f"{rollouts} rollouts a step ({batch} prompts x {group}), {minibatches} updates of {rows} rows "

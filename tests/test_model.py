@@ -47,8 +47,10 @@ def tiny(tiny_cfg):
     return tiny_cfg, M.init_params(tiny_cfg, jax.random.key(0), std=0.2)
 
 
-def test_prefill_then_decode_equals_full_forward_with_left_padding(tiny):
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_prefill_then_decode_equals_full_forward_with_left_padding(tiny, scan_layers):
     cfg, params = tiny
+    cfg = C.override(cfg, scan_layers=scan_layers)  # a stacked cache, or one per layer
     B, P, T = 3, 6, 10  # prompt slots, total length
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, cfg.vocab_size, (B, T))
@@ -120,8 +122,10 @@ def test_bfloat16_params_and_compute_track_float32(tiny):
     assert 0 < err < 0.05
 
 
-def test_remat_gives_identical_gradients(tiny):
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_remat_gives_identical_gradients(tiny, scan_layers):
     cfg, params = tiny
+    cfg = C.override(cfg, scan_layers=scan_layers)
     seq = np.random.default_rng(4).integers(0, cfg.vocab_size, (2, 8))
     loss = lambda c: lambda p: M.forward(c, p, seq)[0].mean()  # noqa: E731
     g1 = jax.grad(loss(cfg))(params)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from r1jax import sampling, sharding
-from r1jax.config import MeshConfig
+from r1jax.config import MeshConfig, override
 from r1jax.model import forward, init_params, param_axes
 
 N_NEW = 8
@@ -36,9 +36,11 @@ def _teacher_forced_logp(cfg, params, prompts, mask, samples, temperature):
     return np.take_along_axis(np.asarray(logp)[:, P - 1:-1], np.asarray(samples.tokens)[..., None], -1)[..., 0]
 
 
-@pytest.mark.parametrize("temperature,top_p,top_k", [(1.0, 1.0, 0), (0.7, 0.9, 0), (1.0, 1.0, 20)])
-def test_logprobs_equal_teacher_forcing(setup, temperature, top_p, top_k):
+@pytest.mark.parametrize("temperature,top_p,top_k,scan_layers",
+                         [(1.0, 1.0, 0, False), (0.7, 0.9, 0, False), (1.0, 1.0, 20, False), (0.7, 0.9, 0, True)])
+def test_logprobs_equal_teacher_forcing(setup, temperature, top_p, top_k, scan_layers):
     cfg, params, prompts, mask = setup
+    cfg = override(cfg, scan_layers=scan_layers)
     scfg = sampling.SamplingConfig(max_new_tokens=N_NEW, temperature=temperature, top_p=top_p, top_k=top_k)
     s = sampling.make_sampler(cfg, scfg)(params, prompts, mask, jax.random.key(1))
     want = _teacher_forced_logp(cfg, params, prompts, mask, s, temperature)
@@ -46,8 +48,10 @@ def test_logprobs_equal_teacher_forcing(setup, temperature, top_p, top_k):
     assert np.asarray(s.lengths).tolist() == [N_NEW] * 3 and np.asarray(s.truncated).all()
 
 
-def test_greedy_equals_a_loop_without_cache_and_padding_changes_nothing(setup):
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_greedy_equals_a_loop_without_cache_and_padding_changes_nothing(setup, scan_layers):
     cfg, params, prompts, mask = setup
+    cfg = override(cfg, scan_layers=scan_layers)
     scfg = sampling.SamplingConfig(max_new_tokens=N_NEW, temperature=0.0)
     s = sampling.make_sampler(cfg, scfg)(params, prompts, mask, jax.random.key(0))
     for b in range(3):
@@ -87,6 +91,31 @@ def test_top_p_never_leaves_the_nucleus():
     assert set(np.asarray(toks).ravel().tolist()) == {0, 1, 2}
 
 
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.6, 0, 1.0), (1.0, 3, 1.0), (0.8, 0, 0.7),
+                                                     (1.0, 4, 0.6)])
+def test_draws_follow_the_truncated_distribution(temperature, top_k, top_p):
+    """Frequencies of 40,000 draws against numpy's filtered, renormalised softmax."""
+    logits = np.log(np.array([0.02, 0.25, 0.08, 0.3, 0.05, 0.15, 0.1, 0.05]))
+    z = logits / temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_k:
+        p = np.where(np.argsort(np.argsort(-p)) < top_k, p, 0.0)
+        p /= p.sum()
+    if top_p < 1:
+        order = np.argsort(-p)
+        before = np.cumsum(p[order]) - p[order]
+        keep = np.zeros(8, bool)
+        keep[order[before < top_p]] = True
+        p = np.where(keep, p, 0.0) / p[keep].sum()
+    cfg = sampling.SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    n = 40_000
+    toks, _ = sampling.sample_token(jax.random.key(3), jnp.tile(jnp.asarray(logits, jnp.float32), (n, 1)), cfg)
+    freq = np.bincount(np.asarray(toks), minlength=8) / n
+    assert (freq[p == 0] == 0).all()
+    np.testing.assert_array_less(np.abs(freq - p), 5 * np.sqrt(p * (1 - p) / n) + 1e-9)
+
+
 def test_groups_differ_and_a_key_is_deterministic(setup):
     cfg, params, prompts, mask = setup
     sampler = sampling.make_sampler(cfg, sampling.SamplingConfig(max_new_tokens=N_NEW), group_size=4)
@@ -98,8 +127,10 @@ def test_groups_differ_and_a_key_is_deterministic(setup):
     assert len({tuple(r) for r in group}) > 1
 
 
-def test_sampling_under_a_mesh_matches_one_device(setup):
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_sampling_under_a_mesh_matches_one_device(setup, scan_layers):
     cfg, params, prompts, mask = setup
+    cfg = override(cfg, scan_layers=scan_layers)
     scfg = sampling.SamplingConfig(max_new_tokens=N_NEW, temperature=1.0, top_p=0.95)
     one = sampling.make_sampler(cfg, scfg, group_size=2)(params, prompts, mask, jax.random.key(3))
     mesh = sharding.make_mesh(MeshConfig(data=2, fsdp=1, tensor=4), devices=jax.devices()[:8])
