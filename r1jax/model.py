@@ -270,8 +270,9 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
     x = constrain(params["embed"][tokens].astype(dt), ("batch", None, None))
     inv_freq = rope_inv_freq(cfg)
 
-    # cache slots written by earlier calls (all before this call's tokens)
-    old_allowed = None if cache is None else ((jnp.arange(cache.valid.shape[1]) < offset)[None] & cache.valid)[:, None, :]
+    old_allowed = None  # cache slots written by earlier calls (all before this call's tokens)
+    if cache is not None:
+        old_allowed = ((jnp.arange(cache.valid.shape[1]) < offset)[None] & cache.valid)[:, None, :]
 
     def layer(x, p, k_c=None, v_c=None, write_at=None):
         cached = None if cache is None else (k_c, v_c, old_allowed)
@@ -282,7 +283,8 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
         def body(x, xs):
             x, kv = layer(x, *xs)
             return x, None if cache is None else kv
-        x, new_kv = jax.lax.scan(body, x, (params["layers"],) if cache is None else (params["layers"], cache.k, cache.v))
+        xs = (params["layers"],) if cache is None else (params["layers"], cache.k, cache.v)
+        x, new_kv = jax.lax.scan(body, x, xs)
         if cache is not None:  # one in-place write of every layer's new keys and values
             k_new = jax.lax.dynamic_update_slice(cache.k, new_kv[0].astype(cache.k.dtype), (0, 0, 0, 0, offset))
             v_new = jax.lax.dynamic_update_slice(cache.v, new_kv[1].astype(cache.v.dtype), (0, 0, 0, offset, 0))
