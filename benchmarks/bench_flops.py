@@ -6,7 +6,8 @@ Steps (each jitted and donated with `r1jax.train.compile_step`, random weights a
 `lm_train_step` on the `small` preset at [16, 256] (pretrain's default batch, two packed
 documents a row) and on the bench_grpo model (random Qwen2, hidden 256, 4 layers, 4/2 heads,
 ff 768, vocab 1024, untied head, 3.67M params) at [16, 144]; `grpo_train_step` (beta 0) on both
-at 16 rows x (16 prompt + 128 completion) tokens. The time of a step is the median of
+at 16 rows x (16 prompt + 128 completion) tokens. Both models run their layers in a Python loop
+(`scan_layers=False`, r1jax's CPU setting). The time of a step is the median of
 `--repeats` after a warm-up call; the matmul's is the median of `--matmul-repeats`, timed right
 before and after each step (on a shared machine the available compute changes from minute to
 minute), and each step's share is against the mean of those two.
@@ -15,9 +16,9 @@ FLOPs are counted two ways. `model`: analytic, 2 x (matmul parameters) per token
 weight, the LM head only where the step computes it (all positions for lm, completion positions
 for GRPO), plus attention's two [T, T] einsums per head and layer (computed dense, so not halved
 for the causal mask); a training step is 3x the forward (the backward is twice the forward).
-`xla`: `compiled.cost_analysis()['flops']` of the same step with the layer scan unrolled (XLA
-counts a while loop's body once; everything else XLA counts is in: elementwise, softmax,
-optimizer). The share uses `model` FLOPs (the MFU convention); the xla share is shown beside it.
+`xla`: `compiled.cost_analysis()['flops']` of the same step (a layer scan, if a config used
+one, is unrolled for counting: XLA counts a while loop's body once; everything else XLA counts
+is in: elementwise, softmax, optimizer). The share uses `model` FLOPs (the MFU convention); the xla share is shown beside it.
 """
 
 from __future__ import annotations

@@ -57,10 +57,15 @@ def config_json(cfg: Any) -> Any:
     return json.loads(json.dumps(cfg, default=plain))
 
 
+# ModelConfig fields that choose how a forward runs, not what it computes: a run saved with one
+# setting resumes with the other (e.g. remat switched on to fit a bigger batch).
+_EXECUTION_ONLY = {"remat", "scan_layers"}
+
+
 def _diff(saved: Any, current: Any, prefix: str = "") -> list[str]:
     if isinstance(saved, dict) and isinstance(current, dict):
         out = []
-        for k in sorted(set(saved) | set(current)):
+        for k in sorted((set(saved) | set(current)) - _EXECUTION_ONLY):
             out += _diff(saved.get(k, "<absent>"), current.get(k, "<absent>"), f"{prefix}{k}.")
         return out
     return [] if saved == current else [f"{prefix[:-1] or 'config'}: saved {saved!r}, now {current!r}"]

@@ -105,3 +105,6 @@ def test_a_different_config_never_touches_existing_checkpoints(tmp_path, tiny_cf
         checkpoint.Checkpointer(tmp_path, {"model": tiny_cfg, "lr": 1e-2}, max_to_keep=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert checkpoint.Checkpointer(tmp_path, {"model": tiny_cfg, "lr": 1e-3}).latest_step() == 1
+    # how the layers run (scan or loop, remat) is not a different config: the run resumes
+    other_way = override(tiny_cfg, scan_layers=not tiny_cfg.scan_layers, remat=not tiny_cfg.remat)
+    assert checkpoint.Checkpointer(tmp_path, {"model": other_way, "lr": 1e-3}).latest_step() == 1
