@@ -18,7 +18,8 @@ for GRPO), plus attention's two [T, T] einsums per head and layer (computed dens
 for the causal mask); a training step is 3x the forward (the backward is twice the forward).
 `xla`: `compiled.cost_analysis()['flops']` of the same step (a layer scan, if a config used
 one, is unrolled for counting: XLA counts a while loop's body once; everything else XLA counts
-is in: elementwise, softmax, optimizer). The share uses `model` FLOPs (the MFU convention); the xla share is shown beside it.
+is in: elementwise, softmax, optimizer). The share uses `model` FLOPs (the MFU convention); the
+xla share is shown beside it.
 """
 
 from __future__ import annotations

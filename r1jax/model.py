@@ -172,8 +172,9 @@ def _mix(probs, v):
 
 def _attention(q, blocks, dtype):
     """q [B,T,N,H] against key/value blocks [(k [B,K,H,S], v [B,K,S,H], allowed [B,T,S]), ...]
-    -> [B,T,N,H]. One softmax (float32) over all blocks' keys, so a decode step attends to the
-    cache and to its own new keys without first writing them into a copy of the cache."""
+    -> [B,T,N,H]. One softmax (float32) over all blocks' keys, so a step of the layer scan (and
+    a prefill) attends to the cache and to its own new keys without first writing them into a
+    copy of the cache."""
     B, T, N, H = q.shape
     K = blocks[0][0].shape[1]
     q = q.reshape(B, T, K, N // K, H) * jnp.asarray(H ** -0.5, dtype)

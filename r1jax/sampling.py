@@ -71,11 +71,11 @@ def _inverse_cdf(key: jax.Array, weights: jax.Array) -> jax.Array:
     trick needs V uniforms and two logs each a row: 4x slower per decode step on CPU.) A
     zero-weight index is never drawn: its running sum equals its predecessor's."""
     c = jnp.cumsum(weights, axis=-1)
-    target = jax.random.uniform(key, (weights.shape[0], 1)) * c[:, -1:]
-    idx = jnp.sum(c <= target, axis=-1)
-    # u * total rounds to total about once in 2^24 draws: then take the last index with weight
-    last = weights.shape[-1] - 1 - jnp.argmax(weights[:, ::-1] > 0, axis=-1)
-    return jnp.minimum(idx, last)
+    total = c[:, -1:]
+    # u * total rounds up to total about once in 2^24 draws: keep the target below the total, so
+    # some running sum exceeds it and the index drawn has weight
+    target = jnp.minimum(jax.random.uniform(key, total.shape) * total, jnp.nextafter(total, 0.0))
+    return jnp.sum(c <= target, axis=-1)
 
 
 def sample_token(key: jax.Array, logits: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, jax.Array]:
