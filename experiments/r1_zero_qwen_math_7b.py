@@ -30,10 +30,10 @@ Memory from the planner:
       reference model      0.89 GiB
       KV cache             3.50 GiB  (sampling)
       sampling logits      0.01 GiB  (sampling)
-      activations         12.28 GiB  (update, estimate)
+      activations         12.29 GiB  (update, estimate)
       sampling phase       7.06 GiB
-      update phase        16.72 GiB
-      peak                16.72 GiB
+      update phase        16.73 GiB
+      peak                16.73 GiB
     fits on v4-64 (32 GiB HBM per chip): 52% of HBM at peak
 """
 

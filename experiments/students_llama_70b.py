@@ -25,9 +25,9 @@ Memory from the planner:
       optimizer state      2.06 GiB
       gradients            1.03 GiB
       reference model      0.00 GiB
-      activations         56.21 GiB  (update, estimate)
-      update phase        60.34 GiB
-      peak                60.34 GiB
+      activations         56.23 GiB  (update, estimate)
+      update phase        60.35 GiB
+      peak                60.35 GiB
     fits on v5p-512 (95 GiB HBM per chip): 64% of HBM at peak
 """
 

@@ -22,9 +22,9 @@ Memory from the planner:
       optimizer state      1.87 GiB
       gradients            0.94 GiB
       reference model      0.00 GiB
-      activations         44.03 GiB  (update, estimate)
-      update phase        47.77 GiB
-      peak                47.77 GiB
+      activations         44.04 GiB  (update, estimate)
+      update phase        47.79 GiB
+      peak                47.79 GiB
     fits on v5p-64 (95 GiB HBM per chip): 50% of HBM at peak
 """
 

@@ -22,9 +22,9 @@ Memory from the planner:
       optimizer state      1.72 GiB
       gradients            0.86 GiB
       reference model      0.00 GiB
-      activations         56.45 GiB  (update, estimate)
-      update phase        59.90 GiB
-      peak                59.90 GiB
+      activations         56.46 GiB  (update, estimate)
+      update phase        59.91 GiB
+      peak                59.91 GiB
     fits on v5p-128 (95 GiB HBM per chip): 63% of HBM at peak
 """
 

@@ -22,9 +22,9 @@ Memory from the planner:
       optimizer state      1.91 GiB
       gradients            0.96 GiB
       reference model      0.00 GiB
-      activations         60.42 GiB  (update, estimate)
-      update phase        64.24 GiB
-      peak                64.24 GiB
+      activations         60.43 GiB  (update, estimate)
+      update phase        64.26 GiB
+      peak                64.26 GiB
     fits on v5p-256 (95 GiB HBM per chip): 68% of HBM at peak
 """
 

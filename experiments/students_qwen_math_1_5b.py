@@ -25,9 +25,9 @@ Memory from the planner:
       optimizer state      0.72 GiB
       gradients            0.36 GiB
       reference model      0.00 GiB
-      activations         50.36 GiB  (update, estimate)
-      update phase        51.80 GiB
-      peak                51.80 GiB
+      activations         50.37 GiB  (update, estimate)
+      update phase        51.81 GiB
+      peak                51.81 GiB
     fits on v5p-32 (95 GiB HBM per chip): 55% of HBM at peak
 """
 

@@ -25,9 +25,9 @@ Memory from the planner:
       optimizer state      1.78 GiB
       gradients            0.89 GiB
       reference model      0.00 GiB
-      activations         42.46 GiB  (update, estimate)
-      update phase        46.01 GiB
-      peak                46.01 GiB
+      activations         42.47 GiB  (update, estimate)
+      update phase        46.02 GiB
+      peak                46.02 GiB
     fits on v5p-64 (95 GiB HBM per chip): 48% of HBM at peak
 """
 

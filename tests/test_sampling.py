@@ -137,4 +137,6 @@ def test_sampling_under_a_mesh_matches_one_device(setup, scan_layers):
     params_sh = jax.device_put(params, sharding.tree_shardings(mesh, param_axes(cfg), params))
     many = sampling.make_sampler(cfg, scfg, mesh=mesh, group_size=2)(params_sh, prompts, mask, jax.random.key(3))
     np.testing.assert_array_equal(np.asarray(many.tokens), np.asarray(one.tokens))
-    np.testing.assert_allclose(np.asarray(many.logprobs), np.asarray(one.logprobs), atol=1e-5)
+    # tensor=4 splits the matmuls' sums and the vocabulary's logsumexp across devices: float32
+    # rounding that grows with the log-prob's size (seen: 1.1e-5 at -2.6)
+    np.testing.assert_allclose(np.asarray(many.logprobs), np.asarray(one.logprobs), rtol=1e-5, atol=1e-5)
