@@ -1,6 +1,7 @@
 """One GRPO iteration: r1jax against TRL's `GRPOTrainer` and google-tunix's `GRPOLearner`.
 
-    python benchmarks/bench_grpo.py [--iters 3] [--threads 0|1|2] [--systems r1jax,trl,tunix]
+    python benchmarks/bench_grpo.py [--iters 3] [--dtype float32|bfloat16] [--threads 0|1|2]
+        [--systems r1jax,trl,tunix]
         [--r1jax-python .venv/bin/python] [--trl-python /work/trl-venv/bin/python]
         [--tunix-python /work/tunix-venv/bin/python]
 
@@ -19,7 +20,10 @@ The time per iteration is the median of `--iters` after one warm-up iteration (c
 split into generation and update where the system allows: r1jax's `generate` is the sampler
 alone (its reward and advantages are a separate ~1 ms), TRL's and tunix's include their reward
 and advantage code, which they run in the same call; TRL's update is its step minus that.
-Each column is its own median, so they need not add up. `--threads N` sets every system to N
+Each column is its own median, so they need not add up. `--dtype bfloat16` runs every system in
+bfloat16 mixed precision with float32 weights (r1jax `ModelConfig.dtype`, TRL `bf16=True`, which
+is TRL's default, through torch autocast; tunix's model `dtype`); the default is float32 throughout.
+`--threads N` sets every system to N
 CPU threads (OMP/MKL and torch; 1 also makes XLA's CPU backend single-threaded); the default 0
 leaves each library's own. On a machine shared with other work, torch's default of one thread
 per core can stall badly (its OpenMP threads wait on each other): compare with `--threads 1`.
@@ -93,7 +97,7 @@ def run_r1jax(args) -> dict:
     from r1jax.config import MeshConfig, override
 
     cfg, params = hf.load_hf(args.model_dir)
-    cfg = override(cfg, scan_layers=False)  # r1jax's CPU setting: a Python loop over the 4 layers
+    cfg = override(cfg, scan_layers=False, dtype=args.dtype)  # scan_layers: r1jax's CPU setting
     grpo = train.GRPOConfig(beta=0.0)  # paper defaults otherwise: eps 0.2, k3 (unused), seq-mean-token-mean
     tx = train.make_optimizer(train.OptimConfig(learning_rate=LR, warmup_steps=0, schedule="constant",
                                                 weight_decay=0.0, total_steps=1000))
@@ -163,7 +167,7 @@ def run_trl(args) -> dict:
             lr_scheduler_type="constant", max_grad_norm=1.0, beta=0.0, loss_type="grpo", scale_rewards="group",
             epsilon=0.2, max_completion_length=N, temperature=1.0, top_p=1.0, top_k=0,
             generation_kwargs={"min_new_tokens": N}, shuffle_dataset=False, dataloader_num_workers=0,
-            seed=0, disable_tqdm=True, log_completions=False, bf16=False)
+            seed=0, disable_tqdm=True, log_completions=False, bf16=args.dtype == "bfloat16")
         trainer = trl.GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=data,
                                   processing_class=tok)
 
@@ -214,7 +218,8 @@ def run_tunix(args) -> dict:
         hidden_dim=hf_cfg["intermediate_size"], num_heads=hf_cfg["num_attention_heads"],
         head_dim=hf_cfg["hidden_size"] // hf_cfg["num_attention_heads"],
         num_kv_heads=hf_cfg["num_key_value_heads"], rope_theta=int(hf_cfg.get("rope_theta", rope.get("rope_theta"))),
-        norm_eps=hf_cfg["rms_norm_eps"], use_tied_embedding=hf_cfg["tie_word_embeddings"])
+        norm_eps=hf_cfg["rms_norm_eps"], use_tied_embedding=hf_cfg["tie_word_embeddings"],
+        dtype=jax.numpy.dtype(args.dtype))
     mesh = jax.make_mesh((1, 1), ("fsdp", "tp"), devices=jax.devices()[:1],
                          axis_types=(jax.sharding.AxisType.Auto,) * 2)  # as tunix.utils.mesh builds it
     actor = qwen2_params.create_model_from_safe_tensors(args.model_dir, cfg, mesh)
@@ -314,6 +319,8 @@ def main():
     ap.add_argument("--system", choices=list(RUNNERS), help="run one system here (used by the orchestrator)")
     ap.add_argument("--model-dir", help="the checkpoint to load (made by the orchestrator)")
     ap.add_argument("--iters", type=int, default=3, help="measured iterations after one warm-up")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="compute dtype of every system (weights stay float32)")
     ap.add_argument("--systems", default="r1jax,trl,tunix")
     ap.add_argument("--r1jax-python", default=str(ROOT / ".venv/bin/python"))
     ap.add_argument("--trl-python", default="/work/trl-venv/bin/python")
@@ -338,7 +345,7 @@ def main():
                 print(f"[{name}] {py} not found: not installed", flush=True)
                 continue
             cmd = [py, str(HERE), "--system", name, "--model-dir", d, "--iters", str(args.iters),
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads), "--dtype", args.dtype]
             print(f"[{name}] {' '.join(cmd)}", flush=True)
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT,
@@ -355,7 +362,7 @@ def main():
             print(f"[{name}] {results[name]}", flush=True)
 
     print(f"\n{Q} prompts x {G} samples x {N} forced completion tokens (prompt {P}), one update, beta 0; "
-          f"random Qwen2 {n_params / 1e6:.2f}M params, CPU, {os.cpu_count()} cores, "
+          f"random Qwen2 {n_params / 1e6:.2f}M params, {args.dtype} compute, CPU, {os.cpu_count()} cores, "
           f"threads {args.threads or 'library defaults'}; "
           f"median of {args.iters} iterations after a warm-up\n")
     print("| system | generate s | update s | total s | ratio vs r1jax |\n|---|---|---|---|---|")

@@ -204,8 +204,45 @@ def _dense(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
     einsum form cost extra transposes in the backward pass (about 30% of an MLP's time)."""
     B, T = x.shape[:2]
     d_in = int(np.prod(w.shape[:n_in]))
-    y = x.reshape(B * T, d_in) @ w.reshape(d_in, -1)
+    y = matmul(x.reshape(B * T, d_in), w.reshape(d_in, -1), x.dtype)
     return y.reshape(B, T, *w.shape[n_in:])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def matmul(x: jax.Array, w: jax.Array, out_dtype) -> jax.Array:
+    """x [M, K] @ w [K, N] -> [M, N] in `out_dtype`, accumulated in float32 in the forward and
+    both backward matmuls, whose inputs stay in x's dtype (the cotangent is cast to it).
+
+    This is bfloat16 mixed precision as a TPU's MXU does it. Written out because of XLA's CPU
+    backend: it runs a bfloat16 matmul on bfloat16 hardware (AMX, AVX512-BF16) only when the
+    output is float32 and no operand is a transposed view; otherwise it converts both operands
+    to float32 first. Autodiff of `x @ w` gave float32 cotangents and `w.T` views, so every
+    backward matmul of a bfloat16 model ran in float32, 3-6x slower. The weight gradient
+    x^T g contracts both operands' leading axis and still runs in float32 on CPU."""
+    return jnp.dot(x, w, preferred_element_type=jnp.float32).astype(out_dtype)
+
+
+def _matmul_fwd(x, w, out_dtype):
+    return matmul(x, w, out_dtype), (x, w)
+
+
+def _matmul_bwd(out_dtype, res, g):
+    x, w = res
+    g = g.astype(x.dtype)
+    contract = lambda a, b, dims: jax.lax.dot_general(a, b, (dims, ((), ())), preferred_element_type=jnp.float32)
+    return contract(g, w, ((1,), (1,))).astype(x.dtype), contract(x, g, ((0,), (0,))).astype(w.dtype)
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def _cache_write(cache: jax.Array, new: jax.Array, index: tuple) -> jax.Array:
+    """`new` written into `cache` at `index` (a dynamic_update_slice), through an unsigned-int view
+    of the same width: XLA's CPU backend has no bfloat16 dynamic-update-slice and converted a
+    bfloat16 cache to float32 and back at every decode step (a third of the step)."""
+    view = jnp.dtype(f"uint{8 * cache.dtype.itemsize}")
+    as_int = lambda a: jax.lax.bitcast_convert_type(a.astype(cache.dtype), view)
+    return jax.lax.bitcast_convert_type(jax.lax.dynamic_update_slice(as_int(cache), as_int(new), index), cache.dtype)
 
 
 # jitted so that an eager `forward` (outside jit) with the loop over layers runs each block as one
@@ -234,8 +271,8 @@ def _layer(cfg: ModelConfig, x, p, rope, allowed, cached=None, write_at=None):
         blocks = [cached, (k, v, allowed)]
     else:
         k_c, v_c, old_allowed = cached
-        k_c = jax.lax.dynamic_update_slice(k_c, k.astype(k_c.dtype), (0, 0, 0, write_at))
-        v_c = jax.lax.dynamic_update_slice(v_c, v.astype(v_c.dtype), (0, 0, write_at, 0))
+        k_c = _cache_write(k_c, k, (0, 0, 0, write_at))
+        v_c = _cache_write(v_c, v, (0, 0, write_at, 0))
         new_kv = (k_c, v_c)
         if q.shape[1] == 1:  # a decode step reads its own key back from the cache it has just written
             blocks = [(k_c, v_c, old_allowed | (jnp.arange(k_c.shape[-1]) == write_at))]
@@ -300,8 +337,8 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
         xs = (params["layers"],) if cache is None else (params["layers"], cache.k, cache.v)
         x, new_kv = jax.lax.scan(body, x, xs)
         if cache is not None:  # one in-place write of every layer's new keys and values
-            k_new = jax.lax.dynamic_update_slice(cache.k, new_kv[0].astype(cache.k.dtype), (0, 0, 0, 0, offset))
-            v_new = jax.lax.dynamic_update_slice(cache.v, new_kv[1].astype(cache.v.dtype), (0, 0, 0, offset, 0))
+            k_new = _cache_write(cache.k, new_kv[0], (0, 0, 0, 0, offset))
+            v_new = _cache_write(cache.v, new_kv[1], (0, 0, 0, offset, 0))
     else:
         k_new, v_new = [], []
         for i, p in enumerate(unstack_layers(params["layers"])):
@@ -339,10 +376,7 @@ def lm_head(cfg: ModelConfig, params: dict, x: jax.Array) -> jax.Array:
     dt = jnp.dtype(cfg.dtype)
     B, T, D = x.shape
     x2 = x.reshape(B * T, D)
-    if cfg.tie_embeddings:  # contract with the embedding's rows: no transposed copy of it
-        logits = jax.lax.dot_general(x2, params["embed"].astype(dt), (((1,), (1,)), ((), ())),
-                                     preferred_element_type=jnp.float32)
-    else:
-        logits = jnp.dot(x2, params["lm_head"].astype(dt), preferred_element_type=jnp.float32)
+    w = params["embed"].astype(dt).T if cfg.tie_embeddings else params["lm_head"].astype(dt)
+    logits = matmul(x2, w, jnp.float32)
     logits = logits.reshape(B, T, -1)
     return constrain(logits, ("batch", None, "vocab"))

@@ -110,6 +110,9 @@ def generate(model_cfg: ModelConfig, cfg: SamplingConfig, params: dict, prompts:
     Q, P = prompts.shape
     B, N = Q * group_size, cfg.max_new_tokens
     positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0).astype(jnp.int32)
+    # every use casts a weight to the compute dtype: cast once here, not at every decode step
+    # (float32 weights with bfloat16 compute otherwise convert the whole model per token)
+    params = jax.tree.map(lambda w: w.astype(model_cfg.dtype), params)
     if not model_cfg.scan_layers:  # slice the layers out of the stacked weights once, not every step
         params = {**params, "layers": unstack_layers(params["layers"])}
     # Prefill each prompt once, and only the last position goes through the LM head (the

@@ -122,6 +122,48 @@ def test_bfloat16_params_and_compute_track_float32(tiny):
     assert 0 < err < 0.05
 
 
+def _bf16(a):
+    """Round to bfloat16 and back to float64 (numpy has no bfloat16 arithmetic)."""
+    return np.asarray(jnp.asarray(a, jnp.float32).astype(jnp.bfloat16).astype(jnp.float32), np.float64)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_matmul_and_its_gradients_against_numpy(dtype):
+    """M.matmul's custom backward: dx = g w^T, dw = x^T g, inputs in x's dtype, float32 sums."""
+    rng = np.random.default_rng(0)
+    x, w, c = rng.normal(size=(6, 40)), rng.normal(size=(40, 5)), rng.normal(size=(6, 5))
+    dt = jnp.dtype(dtype)
+    xj, wj = jnp.asarray(x, dt), jnp.asarray(w, dt)
+    y, vjp = jax.vjp(lambda a, b: M.matmul(a, b, dt), xj, wj)
+    dx, dw = vjp(jnp.asarray(c, dt))
+    assert y.dtype == dx.dtype == dw.dtype == dt
+    if dtype == "float32":
+        ref = {"y": x @ w, "dx": c @ w.T, "dw": x.T @ c}
+        tol = dict(rtol=1e-5, atol=1e-5)
+    else:  # the float64 products of the bfloat16-rounded inputs, rounded once at the end
+        xr, wr, cr = _bf16(x), _bf16(w), _bf16(c)
+        ref = {"y": _bf16(xr @ wr), "dx": _bf16(cr @ wr.T), "dw": _bf16(xr.T @ cr)}
+        tol = dict(rtol=2 ** -7, atol=1e-6)  # one bfloat16 rounding of a float32 sum
+    for name, got in {"y": y, "dx": dx, "dw": dw}.items():
+        np.testing.assert_allclose(np.asarray(got, np.float64), ref[name], **tol, err_msg=name)
+    # a float32 output keeps the float32 sum: no bfloat16 rounding of the logits
+    y32 = M.matmul(xj, wj, jnp.float32)
+    assert y32.dtype == jnp.float32
+    if dtype == "bfloat16":
+        np.testing.assert_allclose(np.asarray(y32, np.float64), _bf16(x) @ _bf16(w), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cache_write_is_a_dynamic_update_slice(dtype):
+    rng = np.random.default_rng(1)
+    cache = jnp.asarray(rng.normal(size=(2, 3, 8)), dtype)
+    new = jnp.asarray(rng.normal(size=(2, 3, 2)), jnp.float32)  # cast to the cache's dtype on write
+    got = jax.jit(lambda c, n, i: M._cache_write(c, n, (0, 0, i)))(cache, new, 5)
+    want = jax.lax.dynamic_update_slice(cache, new.astype(dtype), (0, 0, 5))
+    assert got.dtype == cache.dtype
+    np.testing.assert_array_equal(np.asarray(got, np.float32), np.asarray(want, np.float32))
+
+
 @pytest.mark.parametrize("scan_layers", [True, False])
 def test_remat_gives_identical_gradients(tiny, scan_layers):
     cfg, params = tiny
