@@ -1,6 +1,11 @@
 """Train-step FLOP/s of r1jax as a share of a jitted float32 matmul's FLOP/s on this machine.
 
     python benchmarks/bench_flops.py [--repeats 5] [--matmul-repeats 20] [--matmul 1024]
+        [--dtype float32|bfloat16]
+
+`--dtype bfloat16` runs the steps with bfloat16 compute (float32 weights) and measures them
+against a bfloat16 matmul with float32 accumulation, the same precision (on CPUs with bfloat16
+matrix units that reference is several times the float32 one).
 
 Steps (each jitted and donated with `r1jax.train.compile_step`, random weights and tokens):
 `lm_train_step` on the `small` preset at [16, 256] (pretrain's default batch, two packed
@@ -50,10 +55,10 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def matmul_flops_per_s(n: int, repeats: int) -> float:
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    mm = jax.jit(jnp.matmul)
+def matmul_flops_per_s(n: int, repeats: int, dtype: str = "float32") -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
+    mm = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
     jax.block_until_ready(mm(a, b))
     return 2 * n ** 3 / median_time(lambda: jax.block_until_ready(mm(a, b)), repeats)
 
@@ -132,25 +137,29 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--matmul-repeats", type=int, default=20)
     ap.add_argument("--matmul", type=int, default=1024)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="compute dtype of the steps and the reference matmul (weights stay float32)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    small = override(get_preset("small"), max_seq_len=1024)
+    small = override(get_preset("small"), max_seq_len=1024, dtype=args.dtype)
+    bench_grpo = override(BENCH_GRPO, dtype=args.dtype)
     cases = [
         ("lm_train_step small", small, "lm", lm_batch(small, 16, 256, rng)),
         ("grpo_train_step small", small, "grpo", grpo_batch(small, 16, 16, 128, rng)),
-        ("lm_train_step 3.67M", BENCH_GRPO, "lm", lm_batch(BENCH_GRPO, 16, 144, rng)),
-        ("grpo_train_step 3.67M", BENCH_GRPO, "grpo", grpo_batch(BENCH_GRPO, 16, 16, 128, rng)),
+        ("lm_train_step 3.67M", bench_grpo, "lm", lm_batch(bench_grpo, 16, 144, rng)),
+        ("grpo_train_step 3.67M", bench_grpo, "grpo", grpo_batch(bench_grpo, 16, 16, 128, rng)),
     ]
     rows = []
     for name, cfg, kind, batch in cases:
         # the matmul is timed right before and after each step (the machine may be shared): the
         # step's share is against their mean
-        before = matmul_flops_per_s(args.matmul, args.matmul_repeats)
+        before = matmul_flops_per_s(args.matmul, args.matmul_repeats, args.dtype)
         r = measure(name, cfg, kind, batch, args.repeats)
-        after = matmul_flops_per_s(args.matmul, args.matmul_repeats)
+        after = matmul_flops_per_s(args.matmul, args.matmul_repeats, args.dtype)
         rows.append({**r, "ref": (before + after) / 2, "mm": (before, after)})
     print(f"\njax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device(s); "
-          f"reference: jitted float32 {args.matmul}x{args.matmul} @ {args.matmul}x{args.matmul}, median of "
+          f"steps and reference in {args.dtype}; reference: jitted {args.matmul}x{args.matmul} @ "
+          f"{args.matmul}x{args.matmul}, median of "
           f"{args.matmul_repeats}, timed before and after each step\n")
     print("| step | params | tokens | step s | model GFLOP | xla GFLOP | model GFLOP/s | matmul GFLOP/s (before/after) "
           "| share of matmul (model) | share (xla) |\n|---|---|---|---|---|---|---|---|---|---|")

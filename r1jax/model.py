@@ -240,8 +240,9 @@ def _cache_write(cache: jax.Array, new: jax.Array, index: tuple) -> jax.Array:
     """`new` written into `cache` at `index` (a dynamic_update_slice), through an unsigned-int view
     of the same width: XLA's CPU backend has no bfloat16 dynamic-update-slice and converted a
     bfloat16 cache to float32 and back at every decode step (a third of the step)."""
-    view = jnp.dtype(f"uint{8 * cache.dtype.itemsize}")
-    as_int = lambda a: jax.lax.bitcast_convert_type(a.astype(cache.dtype), view)
+    if cache.dtype.itemsize != 2:
+        return jax.lax.dynamic_update_slice(cache, new.astype(cache.dtype), index)
+    as_int = lambda a: jax.lax.bitcast_convert_type(a.astype(cache.dtype), jnp.uint16)
     return jax.lax.bitcast_convert_type(jax.lax.dynamic_update_slice(as_int(cache), as_int(new), index), cache.dtype)
 
 
