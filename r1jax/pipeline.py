@@ -752,7 +752,7 @@ class WorldConfig:
     pretrain_batch: int = 16  # rows of 256 tokens, packed with documents
     rl_steps: int = 25  # held-out pass@1 at 25 and 30 steps was the same (0.69-0.73) for seeds 0-2
     group_size: int = 16  # R1-Zero samples per problem
-    max_new_tokens: int = 160
+    max_new_tokens: int = 224  # prompt (<= 32) + 224 = a pretraining row; 160 cut off 4-6% of trained answers
     eval_problems: int = 64  # held-out problems (none appears in pretraining or RL)
     eval_samples: int = 8  # completions per problem for pass@1 (T=0.6, top-p 0.95, as the paper)
     seed: int = 0
