@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import random
+import re
 import shutil
 import signal
 import time
@@ -482,13 +483,45 @@ class CollectConfig:
 SUMMARY = {"en": " The answer is {v}.", "zh": " 答案是 {v}。"}
 
 
+def _phrase_regex(template: str) -> str:
+    """A `PHRASES` template as a regex: its fields become named groups."""
+    number = r"-?\d+"
+    fields = {"step": rf"{number} [-+] \d+", "count": rf"{number}(?:, {number})*"}
+    return "".join(f"(?P<{part[1:-1]}>{fields.get(part[1:-1], number)})" if part.startswith("{") else re.escape(part)
+                   for part in re.split(r"(\{\w+\})", template))
+
+
+_EN = PHRASES["en"]
+_EN_CHECK = re.compile(_phrase_regex(_EN["check"]) + f"(?:{re.escape(_EN['right'])}|{_phrase_regex(_EN['wrong'])})")
+_EN_GUESS = re.compile(_phrase_regex(_EN["guess"]))
+
+
+def refine_language(reasoning: str, language: str) -> str:
+    """The world's English re-check and guess sentences in a chain of thought, rewritten in the
+    problem's language: the cold start's post-processing of R1-Zero outputs (the paper has
+    human annotators refine them, sec. 2.3.1). R1-Zero learns to re-check Chinese problems in
+    English; whether any of its samples stays readable Chinese depends on the run (46 of
+    486 cold-start records in one run, none of 421 in another), and without such records
+    the cold start, and the language reward after it, never see a readable Chinese CoT. Only
+    the world's fixed sentences are rewritten; any other English stays and is filtered out."""
+    if language == "en":
+        return reasoning
+    ph = PHRASES[language]
+    checked = _EN_CHECK.sub(lambda m: ph["check"].format(**m.groupdict()) + (
+        ph["right"] if m["shown"] is None else ph["wrong"].format(shown=m["shown"])), reasoning)
+    return _EN_GUESS.sub(lambda m: ph["guess"].format(v=m["v"]), checked)
+
+
 def to_cold_start(completion: str, ex) -> str | None:
-    """A correct R1-Zero output in the cold-start format: its reasoning, then a one-sentence
-    summary stating the answer in the problem's language; None if it has no reasoning part."""
+    """A correct R1-Zero output in the cold-start format: its reasoning (the world's fixed
+    sentences in the problem's language, `refine_language`), then a one-sentence summary stating
+    the answer in that language; None if it has no reasoning part."""
     parts = split_reasoning(completion)
     if parts is None or not parts[0].strip():
         return None
-    return render_cold_start(" " + parts[0].strip() + " ", SUMMARY[ex.metadata.get("language", "en")].format(v=ex.answer))
+    language = ex.metadata.get("language", "en")
+    reasoning = refine_language(parts[0].strip(), language)
+    return render_cold_start(" " + reasoning + " ", SUMMARY[language].format(v=ex.answer))
 
 
 def select_samples(group, texts, truncated, records: list, counts: dict, issues: dict, *, rewrite: str,

@@ -13,6 +13,7 @@ from r1jax import checkpoint, data, pipeline
 from r1jax.config import ModelConfig, from_dict
 from r1jax.rewards.format import r1_format, split_reasoning
 from r1jax.rewards.language import count_words, language_consistency
+from r1jax.rewards.readability import readability_issues
 from r1jax.tasks import generate
 from r1jax.tasks.generated import world_split
 from r1jax.tasks.sft import read_sft_jsonl, write_sft_jsonl
@@ -73,10 +74,28 @@ def test_cold_start_rewrite_keeps_the_reasoning_and_states_the_answer():
     assert pipeline.to_cold_start("5", en) is None  # no reasoning to keep
 
 
+def test_cold_start_refines_the_worlds_english_sentences_into_the_problems_language():
+    cot = ("5 - 4 = 1. Wait, let me check: 5 - 4: 4, 3, 2, 1. So 1. 1 + 5 = 7. Wait, let me check: 1 + 5: "
+           "2, 3, 4, 5, 6. So 6, not 7. -3 + 4 = 1. Wait, let me check: -3 + 4: -2, -1, 0, 1. So 1. It is about 12.")
+    assert pipeline.refine_language(cot, "zh") == (
+        "5 - 4 = 1. 等等，检查一下：5 - 4：4, 3, 2, 1。所以是 1。 1 + 5 = 7. 等等，检查一下：1 + 5：2, 3, 4, 5, 6。"
+        "所以是 6，不是 7。 -3 + 4 = 1. 等等，检查一下：-3 + 4：-2, -1, 0, 1。所以是 1。 大约是 12。")
+    assert pipeline.refine_language(cot, "en") == cot
+    other = "5 - 4 = 1. Wait, I think 1 + 5 = 6."  # not a fixed sentence: left as it is
+    assert pipeline.refine_language(other, "zh") == other
+    zh = generate("world", 1, 0, language="zh")[0]  # 7 + 5 - 7
+    out = pipeline.to_cold_start("<think> 7 + 5 = 12. Wait, let me check: 7 + 5: 8, 9, 10, 11, 12. So 12. 12 - 7 = 5. "
+                                 "</think> <answer> 5 </answer>", zh)
+    assert out == ("|special_token| 7 + 5 = 12. 等等，检查一下：7 + 5：8, 9, 10, 11, 12。所以是 12。 12 - 7 = 5. "
+                   "|special_token| 答案是 5。")
+    assert readability_issues(out, "zh") == []
+
+
 def test_select_samples_keeps_correct_readable_distinct_outputs():
     ex = generate("world", 2, 0, language="zh")  # answers 5 and 6
     good = "<think> 5 - 4 = 1. 等等，检查一下：5 - 4：4, 3, 2, 1。所以是 1。 1 + 5 = 6. </think> <answer> 6 </answer>"
-    mixed = "<think> 5 - 4 = 1. Wait, let me check: 5 - 4: 4, 3, 2, 1. So 1. 1 + 5 = 6. </think> <answer> 6 </answer>"
+    # English that is not one of the world's fixed sentences stays English, so the sample mixes
+    mixed = "<think> 5 - 4 = 1. Then add 5: 1, 2, 3, 4, 5, 6. So 1 + 5 = 6. </think> <answer> 6 </answer>"
     group = [ex[0], ex[0], ex[1], ex[1], ex[1], ex[1]]
     texts = ["<think> 大约是 3。 </think> <answer> 3 </answer>",  # wrong
              "<think> 大约是 5。 </think> <answer> 5 </answer>",  # right
