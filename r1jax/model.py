@@ -325,11 +325,6 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
     old_allowed = None  # cache slots written by earlier calls (all before this call's tokens)
     if cache is not None:
         old_allowed = ((jnp.arange(cache.valid.shape[1]) < offset)[None] & cache.valid)[:, None, :]
-        # A fresh cache (a prefill in the same jit as `init_cache`) makes this a constant False, and
-        # XLA then constant-folded the masked softmax max over [B, K, G, T, S] in the HLO evaluator:
-        # seconds of compile time (22 s against 8 s for the world's evaluation sampler), logged as
-        # "Constant folding an instruction is taking > 1s".
-        old_allowed = jax.lax.optimization_barrier(old_allowed)
 
     def layer(x, p, k_c=None, v_c=None, write_at=None):
         cached = None if cache is None else (k_c, v_c, old_allowed)
