@@ -25,11 +25,19 @@ for the causal mask); a training step is 3x the forward (the backward is twice t
 one, is unrolled for counting: XLA counts a while loop's body once; everything else XLA counts
 is in: elementwise, softmax, optimizer). The share uses `model` FLOPs (the MFU convention); the
 xla share is shown beside it.
+
+A second table gives each step's ceiling: its matmuls (every `dot_general` in its jaxpr, the
+backward's included; their FLOPs equal the `model` count) each timed alone at its own shapes and
+summed. That is the step's time if nothing but its matmuls ran, each as fast as XLA runs it
+alone, so the share computed from it bounds what removing every elementwise op, copy and
+scheduling gap could reach: small matmuls ([2304, 256] x [256, 768], attention's per-head
+[288, 64] x [64, 144]) run well below the 1024-cube reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import statistics
 import time
@@ -37,6 +45,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jax.extend import core as jex_core
 
 from r1jax import sharding, train
 from r1jax.config import MeshConfig, ModelConfig, get_preset, override
@@ -86,6 +96,49 @@ def xla_flops(step, state, batch) -> float:
     return float(cost.get("flops", float("nan")))
 
 
+def step_dots(step, *args) -> collections.Counter:
+    """Every matmul the step runs, autodiff's backward ones included, read from its jaxpr:
+    {(lhs shape, rhs shape, dtypes, dimension numbers, output dtype): count}. A scan's body
+    counts `length` times; a while loop's trip count is unknown, so it is refused."""
+    dots = collections.Counter()
+
+    def walk(jaxpr, times):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                a, b = (v.aval for v in eqn.invars)
+                key = (a.shape, b.shape, str(a.dtype), str(b.dtype), eqn.params["dimension_numbers"],
+                       str(eqn.outvars[0].aval.dtype))
+                dots[key] += times
+            elif eqn.primitive.name == "while":
+                raise ValueError("a while loop in the step: its matmuls' trip count is unknown")
+            for sub in jex_core.jaxprs_in_params(eqn.params):
+                walk(sub, times * eqn.params.get("length", 1) if eqn.primitive.name == "scan" else times)
+
+    walk(jax.make_jaxpr(step)(*args).jaxpr, 1)
+    return dots
+
+
+def dot_flops(key) -> float:
+    """2 x batch x M x K x N: the lhs holds batch x M x K, the rhs's free axes N."""
+    a, b, _, _, ((_, rhs_contract), (_, rhs_batch)), _ = key
+    return 2.0 * np.prod(a) * np.prod([d for i, d in enumerate(b) if i not in rhs_contract + rhs_batch])
+
+
+def dots_alone_seconds(dots: collections.Counter, repeats: int) -> float:
+    """The step's matmuls timed one at a time (each its own jitted dot_general on random inputs of
+    the same shapes and dtypes, median of `repeats`), summed with their counts: the time the step
+    would take if nothing but its matmuls ran, each at the speed XLA gives it alone."""
+    total = 0.0
+    for i, (key, n) in enumerate(dots.items()):
+        a, b, da, db, dims, out = key
+        x = jax.random.normal(jax.random.key(2 * i), a, jnp.float32).astype(da)
+        y = jax.random.normal(jax.random.key(2 * i + 1), b, jnp.float32).astype(db)
+        mm = jax.jit(functools.partial(jax.lax.dot_general, dimension_numbers=dims, preferred_element_type=out))
+        jax.block_until_ready(mm(x, y))
+        total += n * median_time(lambda: jax.block_until_ready(mm(x, y)), repeats)
+    return total
+
+
 def lm_batch(cfg: ModelConfig, B: int, T: int, rng) -> dict:
     half = T // 2  # two packed documents a row, as pretrain's batches
     seg = np.where(np.arange(T) < half, 1, 2).astype(np.int32)
@@ -119,6 +172,7 @@ def measure(name: str, cfg: ModelConfig, kind: str, batch: dict, repeats: int) -
         flops = model_flops(cfg, B, T, batch["completion_mask"].shape[1])
     with jax.set_mesh(mesh):
         xf = xla_flops(step, init(jax.random.key(1)), batch)
+        dots = step_dots(step, init(jax.random.key(1)), batch)
     run = train.compile_step(step, mesh, state_sh, train.batch_shardings(mesh, batch))
     box = [init(jax.random.key(0))]
 
@@ -129,7 +183,8 @@ def measure(name: str, cfg: ModelConfig, kind: str, batch: dict, repeats: int) -
     once()  # compile
     t = median_time(once, repeats)
     return {"name": name, "params": count_params(box[0].params), "shape": f"{B}x{T}", "s": t, "model_flops": flops,
-            "xla_flops": xf}
+            "xla_flops": xf, "n_dots": sum(dots.values()), "dot_flops": sum(n * dot_flops(k) for k, n in dots.items()),
+            "dots_s": dots_alone_seconds(dots, 2 * repeats + 1)}
 
 
 def main():
@@ -169,6 +224,14 @@ def main():
               f"{r['model_flops'] / 1e9:.2f} | {r['xla_flops'] / 1e9:.2f} | {mf / 1e9:.1f} | "
               f"{r['mm'][0] / 1e9:.0f}/{r['mm'][1] / 1e9:.0f} | "
               f"{mf / r['ref']:.0%} | {xf / r['ref']:.0%} |")
+    print("\nThe same steps' matmuls, each timed alone and summed (the step's time if nothing else ran and "
+          "each matmul ran as fast as it does alone); the last column is the share of the matmul reference "
+          "the step would reach then, the ceiling of the share above:\n")
+    print("| step | matmuls | their GFLOP | alone s | step s | matmuls alone / step | ceiling share |\n"
+          "|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['n_dots']} | {r['dot_flops'] / 1e9:.2f} | {r['dots_s']:.3f} | {r['s']:.3f} | "
+              f"{r['dots_s'] / r['s']:.0%} | {r['model_flops'] / r['dots_s'] / r['ref']:.0%} |")
     best = max(max(r["mm"]) for r in rows)
     print(f"\nbest matmul seen: {best / 1e9:.1f} GFLOP/s; shares against it: "
           + ", ".join(f"{r['name']} {r['model_flops'] / r['s'] / best:.0%}" for r in rows))
