@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from r1jax.pipeline import PHRASES
 from r1jax.rewards.language import count_words
 from r1jax.rewards.readability import READABILITY_CHECKS, is_readable, readability_issues
 from r1jax.tasks import FAMILIES, general_prompts, generate, preference_pairs
@@ -181,9 +182,20 @@ def test_repetition():
     varied = "<think> " + " ".join(f"Let me check {k} + 4 again." for k in range(5)) + " </think> 7"
     assert readability_issues(varied) == []
     assert readability_issues(varied, ngram=3) == ["repetition"]  # "let me check" x5
-    # Chinese: every character is a word, so a repeated clause of 6 characters counts
-    zh = "<think> " + "我再检查一下答案。" * 3 + "</think> <answer> 7 </answer>"
+    # Chinese: a character is half a word, so a 6-gram spans 12 characters; a 12-character clause
+    # three times repeats, an 8-character one does not (as a 4-word English clause does not)
+    zh = "<think> " + "我再检查一下这一步的答案。" * 3 + "</think> <answer> 7 </answer>"
     assert readability_issues(zh, "zh") == ["repetition"]
+    short_zh = "<think> " + "我再检查一下答案。" * 3 + "</think> <answer> 7 </answer>"
+    short_en = "<think> " + "Let me check again. " * 3 + "</think> <answer> 7 </answer>"
+    assert readability_issues(short_zh, "zh") == readability_issues(short_en) == []
+    assert readability_issues(short_zh, "zh", ngram=4) == readability_issues(short_en, ngram=4) == ["repetition"]
+    # the world's re-check sentence three times with different numbers, in either language, is
+    # not repetition (its fixed Chinese phrase is 6 characters, 3 words)
+    for lang in ("en", "zh"):
+        checks = "".join(PHRASES[lang]["check"].format(step=f"{a} + 1", count=f"{a + 1}", true=a + 1) + "."
+                         for a in (3, 11, 25))
+        assert readability_issues(render_cold_start(checks, "The answer is 26."), lang) == [], lang
     # repetition in the summary is not the CoT's
     assert readability_issues(render_cold_start("add 3 and 4", " seven" * 10)) == []
 

@@ -7,7 +7,9 @@ Each check is a plain rule on the text so a filtered data set can report why sam
     no summary       the output is not reasoning + summary (r1jax.rewards.format.split_reasoning),
                      or one of the two parts is blank
     language mixing  some CoT word is not in the target language (a CoT without words is fine)
-    repetition       a word n-gram of the CoT (numbers count as words) occurs > max_repeats times
+    repetition       a word n-gram of the CoT (numbers count as words) occurs > max_repeats times;
+                     a CJK character counts as half a word (a Chinese word is about two
+                     characters), so a Chinese n-gram spans 2n characters
     long paragraph   a blank-line separated paragraph of the reasoning or of the summary (of the
                      whole output if it has no such parts) is over max_paragraph_chars
     code block       the CoT contains ```
@@ -28,6 +30,7 @@ __all__ = ["READABILITY_CHECKS", "readability_issues", "is_readable"]
 READABILITY_CHECKS = ("no summary", "language mixing", "repetition", "long paragraph", "code block")
 _LANGUAGES = ("en", "zh")
 _REPEAT_WORD = re.compile(rf"{_LATIN}|{_CJK}|\d+(?:\.\d+)?")
+_CJK_CHAR = re.compile(_CJK)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 
@@ -37,9 +40,22 @@ def _check_positive(name: str, value) -> None:
 
 
 def _max_ngram_count(text: str, n: int) -> int:
-    """How often the most frequent word n-gram of `text` occurs (0 if it has fewer than n words)."""
+    """How often the most frequent word n-gram of `text` occurs (0 if it has fewer than n words).
+
+    An n-gram is the shortest run of words from a position on that makes n words, a CJK
+    character counting 1/2. Counting each character as a whole word made a fixed 6-character
+    Chinese phrase ("等等，检查一下") a repeated 6-gram in every CoT that re-checks three times,
+    while its English twin ("Wait, let me check") is 4 words and its 6-grams take in the numbers
+    that follow, which differ between re-checks."""
     words = [w.lower() for w in _REPEAT_WORD.findall(text)]
-    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    weights = [0.5 if _CJK_CHAR.fullmatch(w) else 1.0 for w in words]
+    grams = Counter()
+    for i in range(len(words)):
+        total, j = 0.0, i
+        while j < len(words) and total < n:
+            total, j = total + weights[j], j + 1
+        if total >= n:
+            grams[tuple(words[i:j])] += 1
     return max(grams.values(), default=0)
 
 
