@@ -13,7 +13,10 @@ import jax
 __all__ = ["MetricsWriter", "REFLECTION", "reflection_count", "corrects_itself", "plot_metrics", "write_report"]
 
 # Words of self-checking that the paper sees rise during RL ("wait", re-checks); counted per rollout.
-REFLECTION = re.compile(r"\b(?:wait|re-?check(?:ing)?|let me (?:check|verify)|double[- ]check|verify|hmm)\b", re.I)
+# Chinese has the same words (等等 wait, 检查 check, 验证 verify), without word boundaries. (Not 嗯
+# for hmm: the world's Chinese rambling answer opens with it where the English one says "Well".)
+REFLECTION = re.compile(r"\b(?:wait|re-?check(?:ing)?|let me (?:check|verify)|double[- ]check|verify|hmm)\b"
+                        r"|等等|检查|验证", re.I)
 
 
 def reflection_count(text: str) -> int:

@@ -128,6 +128,11 @@ def test_reflection_words():
     from r1jax.report import reflection_count
     assert reflection_count("12 + 7 = 19. Wait, let me check: 12 + 7 = 19. Let me verify again. Hmm.") == 4
     assert reflection_count("Awaiting the verification step") == 0  # whole words only
+    # the world's re-check sentence counts alike in both languages ("wait" + "let me check")
+    from r1jax.pipeline import PHRASES
+    for lang in ("en", "zh"):
+        assert reflection_count(PHRASES[lang]["check"].format(step="7 - 9", count="6, 5, -2", true=-2)) == 2, lang
+    assert reflection_count("所以是 12。再验证：12 - 5 = 7。检查完毕。") == 2
 
 
 def test_report_quotes_a_rollout_that_corrects_itself(tmp_path):
