@@ -45,7 +45,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from jax.extend import core as jex_core
 
 from r1jax import sharding, train

@@ -20,7 +20,8 @@ The time per iteration is the median of `--iters` after one warm-up iteration (c
 split into generation and update where the system allows: r1jax's `generate` is the sampler
 alone (its reward and advantages are a separate ~1 ms), TRL's and tunix's include their reward
 and advantage code, which they run in the same call; TRL's update is its step minus that.
-Each column is its own median, so they need not add up. `--dtype bfloat16` runs every system in
+Each column is its own median, so they need not add up. For r1jax it also prints the update's
+matmuls timed alone and summed (`bench_flops.step_dots`): the update's floor with XLA's matmuls. `--dtype bfloat16` runs every system in
 bfloat16 mixed precision with float32 weights (r1jax `ModelConfig.dtype`, TRL `bf16=True`, which
 is TRL's default, through torch autocast; tunix's model `dtype`); the default is float32 throughout.
 `--threads N` sets every system to N
@@ -34,6 +35,7 @@ and "failed".
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -108,8 +110,8 @@ def run_r1jax(args) -> dict:
     example = {"tokens": np.zeros((Q * G, P + N), np.int32), "mask": np.zeros((Q * G, P + N), bool),
                "completion_mask": np.zeros((Q * G, N), np.float32), "old_logp": np.zeros((Q * G, N), np.float32),
                "ref_logp": np.zeros((Q * G, N), np.float32), "advantages": np.zeros((Q * G,), np.float32)}
-    update = train.compile_step(lambda s, b: train.grpo_train_step(s, b, model_cfg=cfg, tx=tx, cfg=grpo),
-                                mesh, state_sh, train.batch_shardings(mesh, example))
+    step = functools.partial(train.grpo_train_step, model_cfg=cfg, tx=tx, cfg=grpo)
+    update = train.compile_step(step, mesh, state_sh, train.batch_shardings(mesh, example))
     prompts = prompt_ids()
     pmask = np.ones_like(prompts, bool)
 
@@ -134,7 +136,12 @@ def run_r1jax(args) -> dict:
         if it:  # the first iteration compiles
             times.append({"generate": t1 - t0, "reward": t2 - t1, "update": t3 - t2, "total": t3 - t0})
     assert np.isfinite(metrics["loss"])
-    return summarize(times, extra=f"jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device")
+    # The update's floor with XLA's matmuls: each of its matmuls timed alone, summed (bench_flops)
+    import bench_flops
+    with jax.set_mesh(mesh):
+        dots = bench_flops.step_dots(step, state, batch)
+    out = summarize(times, extra=f"jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device")
+    return {**out, "update_matmuls_alone": bench_flops.dots_alone_seconds(dots, 11)}
 
 
 # ------------------------------------------------------------------------------------------- TRL
@@ -379,6 +386,9 @@ def main():
     for name in systems:
         if isinstance(results[name], dict):
             print(f"\n{name}: {results[name].get('info', '')}; totals {results[name]['all_totals']}")
+    if isinstance(base, dict):
+        print(f"\nr1jax's update, its matmuls alone (each timed alone at its shapes, summed): "
+              f"{base['update_matmuls_alone']:.3f} s, {base['update_matmuls_alone'] / base['update']:.0%} of its update")
     if isinstance(base, dict) and isinstance(results.get("trl"), dict):
         print(f"\ntarget r1jax <= 0.5 x TRL: r1jax / TRL = {base['total'] / results['trl']['total']:.2f}")
 
