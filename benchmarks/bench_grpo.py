@@ -22,9 +22,9 @@ alone (its reward and advantages are a separate ~1 ms), TRL's and tunix's includ
 and advantage code, which they run in the same call; TRL's update is its step minus that.
 Each column is its own median, so they need not add up. For r1jax it also prints the update's
 matmuls timed alone and summed (`bench_flops.step_dots`): the update's floor with XLA's
-matmuls. `--dtype bfloat16` runs every system in bfloat16 mixed precision with float32 weights (r1jax `ModelConfig.dtype`, TRL `bf16=True`, which
-is TRL's default, through torch autocast; tunix's model `dtype`); the default is float32 throughout.
-`--threads N` sets every system to N
+matmuls. `--dtype bfloat16` runs every system in bfloat16 mixed precision with float32 weights
+(r1jax `ModelConfig.dtype`, TRL `bf16=True`, which is TRL's default, through torch autocast;
+tunix's model `dtype`); the default is float32 throughout. `--threads N` sets every system to N
 CPU threads (OMP/MKL and torch; 1 also makes XLA's CPU backend single-threaded); the default 0
 leaves each library's own. On a machine shared with other work, torch's default of one thread
 per core can stall badly (its OpenMP threads wait on each other): compare with `--threads 1`.
