@@ -29,8 +29,7 @@ __all__ = ["READABILITY_CHECKS", "readability_issues", "is_readable"]
 
 READABILITY_CHECKS = ("no summary", "language mixing", "repetition", "long paragraph", "code block")
 _LANGUAGES = ("en", "zh")
-_REPEAT_WORD = re.compile(rf"{_LATIN}|{_CJK}|\d+(?:\.\d+)?")
-_CJK_CHAR = re.compile(_CJK)
+_REPEAT_WORD = re.compile(rf"{_LATIN}|(?P<cjk>{_CJK})|\d+(?:\.\d+)?")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 
@@ -47,8 +46,9 @@ def _max_ngram_count(text: str, n: int) -> int:
     Chinese phrase ("等等，检查一下") a repeated 6-gram in every CoT that re-checks three times,
     while its English twin ("Wait, let me check") is 4 words and its 6-grams take in the numbers
     that follow, which differ between re-checks."""
-    words = [w.lower() for w in _REPEAT_WORD.findall(text)]
-    weights = [0.5 if _CJK_CHAR.fullmatch(w) else 1.0 for w in words]
+    matches = list(_REPEAT_WORD.finditer(text))
+    words = [m.group().lower() for m in matches]
+    weights = [0.5 if m.lastgroup == "cjk" else 1.0 for m in matches]
     grams = Counter()
     for i in range(len(words)):
         total, j = 0.0, i
