@@ -170,8 +170,9 @@ def measure(name: str, cfg: ModelConfig, kind: str, batch: dict, repeats: int) -
         B, T = batch["tokens"].shape
         flops = model_flops(cfg, B, T, batch["completion_mask"].shape[1])
     with jax.set_mesh(mesh):
-        xf = xla_flops(step, init(jax.random.key(1)), batch)
-        dots = step_dots(step, init(jax.random.key(1)), batch)
+        probe = init(jax.random.key(1))  # traced only, for the two counts
+        xf = xla_flops(step, probe, batch)
+        dots = step_dots(step, probe, batch)
     run = train.compile_step(step, mesh, state_sh, train.batch_shardings(mesh, batch))
     box = [init(jax.random.key(0))]
 
