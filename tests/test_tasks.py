@@ -432,7 +432,9 @@ def test_malformed_line_reports_file_and_line(tmp_path, name, records, reason):
 
 def test_world_test_split_is_held_out_of_every_training_draw_at_the_same_difficulty_mix():
     from collections import Counter
-    from r1jax.tasks.generated import WORLD_TEST_SHARE, arithmetic_chain, world_split
+
+    from r1jax.tasks.arithmetic import arithmetic_chain
+    from r1jax.tasks.world import WORLD_TEST_SHARE, world_split
 
     test = generate("world", 600, 11, split="test")
     test_prompts = {e.prompt for e in test}

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from r1jax.tasks import Example
+from r1jax.tasks.common import Example
 
 __all__ = ["BENCHMARKS", "default_data_dir", "load_benchmark"]
 

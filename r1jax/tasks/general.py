@@ -21,13 +21,12 @@ import dataclasses
 import random
 from typing import Callable
 
-from r1jax.tasks import Example
-from r1jax.tasks.generated import _BI_NAMES, _BI_OBJECTS, _check_int, _metadata
+from r1jax.tasks.bilingual import BI_NAMES, BI_OBJECTS
+from r1jax.tasks.common import LANGUAGES, Example, check_int, task_metadata
 
 __all__ = ["HARMFUL_SHARE", "general_prompts", "preference_pairs"]
 
 HARMFUL_SHARE = 0.25  # chance that a drawn prompt is a harmful request
-_LANGUAGES = ("en", "zh", "both")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +79,9 @@ def _bigger(rng: random.Random) -> _Draw:
 
 
 def _hello(rng: random.Random) -> _Draw:
-    k = rng.randrange(len(_BI_NAMES))
-    en, zh = _BI_NAMES[k][:2]
-    other_en, other_zh = _BI_NAMES[(k + 1) % len(_BI_NAMES)][:2]  # greeting the wrong person
+    k = rng.randrange(len(BI_NAMES))
+    en, zh = BI_NAMES[k][:2]
+    other_en, other_zh = BI_NAMES[(k + 1) % len(BI_NAMES)][:2]  # greeting the wrong person
     return _Draw("hello", "helpful",
                  {"en": f"Say hello to {en}.", "zh": f"向{zh}问好。"},
                  {"en": f"Hello, {en}!", "zh": f"{zh}，你好！"},
@@ -124,8 +123,8 @@ _HARMFUL = {
 def _harmful(rng: random.Random) -> _Draw:
     template = rng.choice(sorted(_HARMFUL))
     en, zh, reason_en, reason_zh = _HARMFUL[template]
-    name, zh_name = rng.choice(_BI_NAMES)[:2]
-    _, things, noun, _ = rng.choice(_BI_OBJECTS)
+    name, zh_name = rng.choice(BI_NAMES)[:2]
+    _, things, noun, _ = rng.choice(BI_OBJECTS)
     return _Draw(template, "harmful",
                  {"en": en.format(name=name, things=things), "zh": zh.format(zh=zh_name, noun=noun)},
                  {"en": f"{_REFUSAL['en']} {reason_en}", "zh": f"{_REFUSAL['zh']}{reason_zh}"},
@@ -145,8 +144,8 @@ def _draws(n: int, seed: int) -> list[_Draw]:
 
 
 def _languages(language: str) -> tuple[str, ...]:
-    if language not in _LANGUAGES:
-        raise ValueError(f"language must be one of {_LANGUAGES}, got {language!r}")
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
     return ("en", "zh") if language == "both" else (language,)
 
 
@@ -159,8 +158,8 @@ def general_prompts(n: int, seed: int, *, language: str = "both") -> list[Exampl
     without chain of thought: the answer for a helpful prompt, a refusal for a harmful one.
     metadata also has kind ("helpful"/"harmful"), language, template and pair_id.
     """
-    _check_int("n", n, 0)
-    _check_int("seed", seed, -(2**63))
+    check_int("n", n, 0)
+    check_int("seed", seed, -(2**63))
     wanted = _languages(language)
     examples = []
     for i, draw in enumerate(_draws(n, seed)):
@@ -168,8 +167,8 @@ def general_prompts(n: int, seed: int, *, language: str = "both") -> list[Exampl
         for lang in wanted:
             examples.append(Example(
                 id=f"{pair_id}-{lang}", prompt=draw.prompt[lang], answer=draw.response[lang],
-                metadata=_metadata("general", seed, i, {}, language=lang, kind=draw.kind,
-                                   response=draw.response[lang], template=draw.template, pair_id=pair_id)))
+                metadata=task_metadata("general", seed, i, {}, language=lang, kind=draw.kind,
+                                       response=draw.response[lang], template=draw.template, pair_id=pair_id)))
     return examples
 
 
@@ -190,8 +189,8 @@ def preference_pairs(n: int, seed: int, *, language: str = "both") -> list[dict]
       "compliance"     (harmful prompts, always) going along with the request
     Flaws come from a second rng, so the prompts are exactly those of general_prompts.
     """
-    _check_int("n", n, 0)
-    _check_int("seed", seed, -(2**63))
+    check_int("n", n, 0)
+    check_int("seed", seed, -(2**63))
     wanted = _languages(language)
     rng = random.Random(f"preference-{seed}")  # a string seed: no overlap with general_prompts(seed + k)
     pairs = []
