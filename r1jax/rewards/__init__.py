@@ -13,12 +13,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from r1jax.rewards import format as fmt
-from r1jax.rewards.code import CodeProblem, code_rewards
 from r1jax.rewards import math as math_reward
+from r1jax.rewards.code import CodeProblem, code_rewards
 from r1jax.rewards.language import language_consistency
 from r1jax.rewards.reward_model import RewardModel, harmlessness, helpfulness
-from r1jax.tasks import Example
-from r1jax.tasks.generated import countdown_check, extract_countdown_expression
+from r1jax.tasks import Example, countdown_check, extract_countdown_expression
 
 __all__ = ["RewardConfig", "compute_rewards", "accuracy", "RULE_REWARDS"]
 

@@ -248,7 +248,8 @@ _TEMPLATES = {
                      "def count_vowels(s):\n    return sum(c in 'aeiouAEIOU' for c in s)\n"),
     "fibonacci": ("Write a function `fibonacci(k)` that returns the k-th Fibonacci number, with "
                   "fibonacci(0) = 0 and fibonacci(1) = 1.", _fib,
-                  "def fibonacci(k):\n    a, b = 0, 1\n    for _ in range(k):\n        a, b = b, a + b\n    return a\n"),
+                  "def fibonacci(k):\n    a, b = 0, 1\n    for _ in range(k):\n        a, b = b, a + b\n"
+                  "    return a\n"),
     "is_palindrome": ("Write a function `is_palindrome(s)` that returns True if the string `s` reads the same "
                       "backwards, else False.", lambda s: s == s[::-1],
                       "def is_palindrome(s):\n    return s == s[::-1]\n"),

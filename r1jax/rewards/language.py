@@ -11,11 +11,11 @@ import re
 
 from r1jax.rewards.format import split_reasoning
 
-__all__ = ["count_words", "language_consistency", "cot_of"]
+__all__ = ["count_words", "language_consistency", "cot_of", "mixes_languages"]
 
-_LATIN = r"[A-Za-z\u00C0-\u024F]+(?:'[A-Za-z]+)?"
-_CJK = r"[\u4E00-\u9FFF\u3400-\u4DBF\uF900-\uFAFF\u3040-\u30FF\uAC00-\uD7AF]"
-_WORD = re.compile(f"(?P<latin>{_LATIN})|(?P<cjk>{_CJK})")
+LATIN_WORD = r"[A-Za-z\u00C0-\u024F]+(?:'[A-Za-z]+)?"
+CJK_CHAR = r"[\u4E00-\u9FFF\u3400-\u4DBF\uF900-\uFAFF\u3040-\u30FF\uAC00-\uD7AF]"
+_WORD = re.compile(f"(?P<latin>{LATIN_WORD})|(?P<cjk>{CJK_CHAR})")
 _SCRIPT = {"en": "latin", "zh": "cjk"}
 _TAGS = re.compile(r"</?(?:think|answer)>")
 
@@ -44,3 +44,10 @@ def language_consistency(completion: str, target: str = "en") -> float:
     counts = count_words(cot_of(completion))
     total = sum(counts.values())
     return counts[_SCRIPT[target]] / total if total else 0.0
+
+
+def mixes_languages(completion: str, language: str) -> bool:
+    """Some word of the chain of thought is not in the target language (the paper's language
+    mixing; a CoT of bare numbers has no words and does not mix)."""
+    counts = count_words(cot_of(completion))
+    return 0 < sum(counts.values()) and language_consistency(completion, language) < 1.0

@@ -21,15 +21,16 @@ import re
 from collections import Counter
 
 from r1jax.rewards.format import split_reasoning
+
 # The words of the language reward (Latin runs, single CJK characters), so both agree on what
 # a word is; the repetition check adds numbers, since a looping CoT often repeats arithmetic.
-from r1jax.rewards.language import _CJK, _LATIN, count_words, cot_of, language_consistency
+from r1jax.rewards.language import CJK_CHAR, LATIN_WORD, cot_of, count_words, language_consistency
 
 __all__ = ["READABILITY_CHECKS", "readability_issues", "is_readable"]
 
 READABILITY_CHECKS = ("no summary", "language mixing", "repetition", "long paragraph", "code block")
 _LANGUAGES = ("en", "zh")
-_REPEAT_WORD = re.compile(rf"{_LATIN}|(?P<cjk>{_CJK})|\d+(?:\.\d+)?")
+_REPEAT_WORD = re.compile(rf"{LATIN_WORD}|(?P<cjk>{CJK_CHAR})|\d+(?:\.\d+)?")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 

@@ -41,7 +41,8 @@ class _Worker:
     def __init__(self, memory_bytes: int, tasks: dict):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "r1jax.rewards.workers", str(memory_bytes), json.dumps(tasks)], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "r1jax.rewards.workers", str(memory_bytes), json.dumps(tasks)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True, bufsize=0)
         self.fd = self.proc.stdout.fileno()
         self.buf = b""
