@@ -388,7 +388,8 @@ def main():
             print(f"\n{name}: {results[name].get('info', '')}; totals {results[name]['all_totals']}")
     if isinstance(base, dict):
         print(f"\nr1jax's update, its matmuls alone (each timed alone at its shapes, summed): "
-              f"{base['update_matmuls_alone']:.3f} s, {base['update_matmuls_alone'] / base['update']:.0%} of its update")
+              f"{base['update_matmuls_alone']:.3f} s, "
+              f"{base['update_matmuls_alone'] / base['update']:.0%} of its update")
     if isinstance(base, dict) and isinstance(results.get("trl"), dict):
         print(f"\ntarget r1jax <= 0.5 x TRL: r1jax / TRL = {base['total'] / results['trl']['total']:.2f}")
 

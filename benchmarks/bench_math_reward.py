@@ -24,7 +24,8 @@ from r1jax.rewards import math as M
 from r1jax.rewards.workers import default_pool
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ADVERSARIAL = ["__import__('os').system('true')", "9**9**9**9", r"10^{10^{10^{10}}}", "(" * 100_000 + "1" + ")" * 100_000,
+ADVERSARIAL = ["__import__('os').system('true')", "9**9**9**9", r"10^{10^{10^{10}}}",
+               "(" * 100_000 + "1" + ")" * 100_000,
                "1000000!", r"\frac{1}{0}", "2^{2^{2^{2^{2^{2^{2}}}}}}", "9" * 100_000, "３"]
 
 
@@ -75,7 +76,7 @@ def main():
         print(f"\nthroughput ratio r1jax / math-verify: {rows[0][2] / rows[1][2]:.1f}x; the two agree on {agree:.1%}")
         print("per-core ratio: {:.1f}x".format((rows[0][2] / rows[0][1]) / rows[1][2]))
 
-    print(f"\n| adversarial answer | r1jax s | math-verify s |\n|---|---|---|")
+    print("\n| adversarial answer | r1jax s | math-verify s |\n|---|---|---|")
     worst = 0.0
     for a in ADVERSARIAL:
         t0 = time.perf_counter()

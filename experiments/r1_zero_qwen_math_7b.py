@@ -12,7 +12,7 @@ Run it on every worker (tpu_setup/launch.sh) after importing the base model:
 
     r1jax convert hf-to-ckpt Qwen2.5-Math-7B runs/qwen-math-7b-base/ckpt --dtype float32
     cp Qwen2.5-Math-7B/tokenizer.json Qwen2.5-Math-7B/tokenizer_config.json runs/qwen-math-7b-base/
-    r1jax r1-zero $(python experiments/r1_zero_qwen_math_7b.py)
+    r1jax grpo --config experiments/r1_zero_qwen_math_7b.py
 
 Memory from the planner:
 
@@ -37,6 +37,9 @@ Memory from the planner:
     fits on v4-64 (32 GiB HBM per chip): 52% of HBM at peak
 """
 
+from r1jax.config import GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
+from r1jax.stages.grpo import RLConfig
+
 PLAN = dict(
     model_name="qwen2.5-math-7b", mesh="data=1,fsdp=32,tensor=1", stage="grpo", batch=32, group=16,
     minibatches=16, prompt_len=512, max_new_tokens=3584, param_dtype="float32", dtype="bfloat16",
@@ -45,32 +48,18 @@ PLAN = dict(
 DEVICE = "v4-64"
 
 
-def get_config() -> dict:
-    """Fields of r1jax.pipeline.R1ZeroConfig (each is a `r1jax r1-zero` flag)."""
-    return {
-        "base_dir": "runs/qwen-math-7b-base",
-        "out_dir": "runs/qwen-math-7b-r1zero",
-        "families": "arithmetic,countdown,linear,word",
-        "steps": 1000,
-        "prompts_per_step": PLAN["batch"],
-        "group_size": PLAN["group"],
-        "minibatches": PLAN["minibatches"],
-        "learning_rate": 3e-6,
-        "beta": PLAN["beta"],
-        "ref_refresh": 400,
-        "temperature": 1.0,
-        "top_p": 1.0,
-        "max_new_tokens": PLAN["max_new_tokens"],
-        "max_prompt_tokens": PLAN["prompt_len"],
-        "eps_low": 0.2,
-        "eps_high": 0.2,
-        "kl_estimator": "k3",
-        "agg": "seq-mean-token-mean",
-        "reward_weights": "accuracy=1,format=1",
-        "checkpoint_every": 50,
-        "mesh": PLAN["mesh"],
-    }
-
-
-if __name__ == "__main__":  # the settings as `r1jax r1-zero` flags
-    print(" ".join(f"--{k.replace('_', '-')} {v}" for k, v in get_config().items()))
+def get_config() -> RLConfig:
+    """`r1jax grpo --config experiments/r1_zero_qwen_math_7b.py` (the paper's R1-Zero settings)."""
+    return RLConfig(
+        base_dir="runs/qwen-math-7b-base",
+        out_dir="runs/qwen-math-7b-r1zero",
+        families="arithmetic,countdown,linear,word",
+        prompts_per_step=PLAN["batch"],
+        reward_weights="accuracy=1,format=1",
+        trainer=TrainerConfig(steps=1000, checkpoint_every=50, mesh=PLAN["mesh"]),
+        optim=OptimConfig(learning_rate=3e-6, schedule="constant", weight_decay=0.0),
+        grpo=GRPOConfig(group_size=PLAN["group"], minibatches=PLAN["minibatches"], beta=PLAN["beta"], ref_refresh=400),
+        rollout=RolloutConfig(temperature=1.0, top_p=1.0, max_new_tokens=PLAN["max_new_tokens"],
+                              max_prompt_tokens=PLAN["prompt_len"]),
+        model=ModelOverrides(remat=PLAN["remat"], dtype=PLAN["dtype"]),
+    )

@@ -31,6 +31,9 @@ Memory from the planner:
     fits on v5p-512 (95 GiB HBM per chip): 64% of HBM at peak
 """
 
+from r1jax.config import ModelOverrides, OptimConfig, TrainerConfig
+from r1jax.stages.lm import SFTConfig
+
 PLAN = dict(
     model_name="llama3.3-70b", mesh="data=1,fsdp=64,tensor=4", stage="sft", batch=64,
     prompt_len=1024, max_new_tokens=15360, param_dtype="float32", dtype="bfloat16", remat=True
@@ -38,24 +41,18 @@ PLAN = dict(
 DEVICE = "v5p-512"
 
 
-def get_config() -> dict:
-    return {
-        # import with `r1jax convert hf-to-ckpt HF_DIR CKPT_DIR --dtype float32`
-        "base_model": "meta-llama/Llama-3.3-70B-Instruct",
-        "preset": PLAN["model_name"],
-        "tpu": DEVICE,
-        "mesh": PLAN["mesh"],
-        "sft": {
-            "data": "R1 distillation set: ~600k reasoning + ~200k non-reasoning samples",
-            "epochs": 2,
-            "sequences_per_step": PLAN["batch"],
-            "max_len": PLAN["prompt_len"] + PLAN["max_new_tokens"],
-            "learning_rate": 5e-06,
-            "warmup_steps": 100,
-            "schedule": "cosine",
-            "weight_decay": 0.0,
-            "param_dtype": PLAN["param_dtype"],
-            "dtype": PLAN["dtype"],
-            "remat": PLAN["remat"],
-        },
-    }
+def get_config() -> SFTConfig:
+    """`r1jax sft --config experiments/students_llama_70b.py`; import the base first with
+    `r1jax convert hf-to-ckpt Llama-3.3-70B-Instruct runs/llama_70b-base/ckpt --dtype float32` and copy its
+    tokenizer.json and tokenizer_config.json beside ckpt/."""
+    return SFTConfig(
+        init_dir="runs/llama_70b-base",
+        out_dir="runs/llama_70b-distilled",
+        data="data/r1_distill.jsonl",  # the ~800k curated samples, one {"prompt", "response"} a line
+        epochs=2.0,
+        batch_size=PLAN["batch"],
+        seq_len=PLAN["prompt_len"] + PLAN["max_new_tokens"],
+        trainer=TrainerConfig(steps=0, checkpoint_every=500, log_every=10, mesh=PLAN["mesh"]),
+        optim=OptimConfig(learning_rate=5e-06, warmup_steps=100, schedule="cosine", weight_decay=0.0),
+        model=ModelOverrides(remat=PLAN["remat"], dtype=PLAN["dtype"]),
+    )

@@ -31,6 +31,9 @@ Memory from the planner:
     fits on v5p-32 (95 GiB HBM per chip): 55% of HBM at peak
 """
 
+from r1jax.config import ModelOverrides, OptimConfig, TrainerConfig
+from r1jax.stages.lm import SFTConfig
+
 PLAN = dict(
     model_name="qwen2.5-math-1.5b", mesh="data=1,fsdp=16,tensor=1", stage="sft", batch=16,
     prompt_len=1024, max_new_tokens=15360, param_dtype="float32", dtype="bfloat16", remat=True
@@ -38,24 +41,18 @@ PLAN = dict(
 DEVICE = "v5p-32"
 
 
-def get_config() -> dict:
-    return {
-        # import with `r1jax convert hf-to-ckpt HF_DIR CKPT_DIR --dtype float32`
-        "base_model": "Qwen/Qwen2.5-Math-1.5B",
-        "preset": PLAN["model_name"],
-        "tpu": DEVICE,
-        "mesh": PLAN["mesh"],
-        "sft": {
-            "data": "R1 distillation set: ~600k reasoning + ~200k non-reasoning samples",
-            "epochs": 2,
-            "sequences_per_step": PLAN["batch"],
-            "max_len": PLAN["prompt_len"] + PLAN["max_new_tokens"],
-            "learning_rate": 1e-05,
-            "warmup_steps": 100,
-            "schedule": "cosine",
-            "weight_decay": 0.0,
-            "param_dtype": PLAN["param_dtype"],
-            "dtype": PLAN["dtype"],
-            "remat": PLAN["remat"],
-        },
-    }
+def get_config() -> SFTConfig:
+    """`r1jax sft --config experiments/students_qwen_math_1_5b.py`; import the base first with
+    `r1jax convert hf-to-ckpt Qwen2.5-Math-1.5B runs/qwen_math_1_5b-base/ckpt --dtype float32` and copy its
+    tokenizer.json and tokenizer_config.json beside ckpt/."""
+    return SFTConfig(
+        init_dir="runs/qwen_math_1_5b-base",
+        out_dir="runs/qwen_math_1_5b-distilled",
+        data="data/r1_distill.jsonl",  # the ~800k curated samples, one {"prompt", "response"} a line
+        epochs=2.0,
+        batch_size=PLAN["batch"],
+        seq_len=PLAN["prompt_len"] + PLAN["max_new_tokens"],
+        trainer=TrainerConfig(steps=0, checkpoint_every=500, log_every=10, mesh=PLAN["mesh"]),
+        optim=OptimConfig(learning_rate=1e-05, warmup_steps=100, schedule="cosine", weight_decay=0.0),
+        model=ModelOverrides(remat=PLAN["remat"], dtype=PLAN["dtype"]),
+    )

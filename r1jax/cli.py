@@ -1,34 +1,110 @@
 """`r1jax <command>`: the stages and tools from the shell.
 
-Every command's flags are generated from its frozen config dataclass, so a flag and the
-config field it sets always have the same name (`--learning-rate` -> `learning_rate`).
+A stage's flags are derived from its nested frozen config, so a flag and the field it sets
+have the same dotted name: `--out-dir` -> out_dir, `--grpo.beta` -> grpo.beta,
+`--optim.learning-rate` -> optim.learning_rate (dashes or underscores). `--config FILE` starts
+from an experiment file's `get_config()`; flags given beside it override its fields;
+`--print-config` prints the resolved config as JSON and exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
+from r1jax.config import flat_fields, override_paths
 
-def _add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
-    for f in dataclasses.fields(cls):
-        kind = type(f.default)
-        flag = "--" + f.name.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+# command -> (module, config class, stage function, help). Modules are imported when a command
+# runs, so `r1jax plan` or `--help` does not pay for jax and the stages.
+STAGES = {
+    "world": ("r1jax.stages.world", "WorldConfig", "world", "the main job: pretrain the embedded world's base, "
+              "run R1-Zero, evaluate both on held-out problems"),
+    "r1": ("r1jax.stages.recipe", "R1Config", "r1", "the whole R1 recipe and distillation on the embedded world, "
+           "with the paper's comparisons"),
+    "pretrain": ("r1jax.stages.lm", "PretrainConfig", "pretrain",
+                 "train the tokenizer and base model of the embedded CPU world"),
+    "grpo": ("r1jax.stages.grpo", "RLConfig", "grpo",
+             "GRPO from a base with rule rewards (R1-Zero); with other rewards, R1's RL stages 3 and 6"),
+    "collect": ("r1jax.stages.collect", "CollectConfig", "collect",
+                "sample a policy, keep correct readable outputs: cold-start data, rejection sampling, "
+                "distillation data"),
+    "sft": ("r1jax.stages.lm", "SFTConfig", "sft", "supervised fine-tuning on a JSONL of prompt/response records"),
+    "rm": ("r1jax.stages.reward_model", "RewardModelConfig", "train_reward_model",
+           "train a reward model on preference pairs"),
+    "distill": ("r1jax.stages.distill", "DistillConfig", "distill", "logit or on-policy distillation into a student"),
+    "eval": ("r1jax.evaluate", "EvalConfig", "evaluate", "pass@1 over k samples, pass@k, cons@k on benchmarks; "
+             "or score a samples file (--samples FILE --benchmark NAME)"),
+}
+ALIASES = {"grpo": ["r1-zero"]}
+
+
+def parse_bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes", "on"):
+        return True
+    if text.lower() in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parse_type(annotation: str):
+    """The flag parser of a field from its annotation string ('int', 'bool | None', ...)."""
+    for name, parse in (("bool", parse_bool), ("int", int), ("float", float)):
+        if name in annotation.replace("| None", "").split():
+            return parse
+    return str
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per leaf field of `cls` (nested configs as dotted paths); unset flags stay absent."""
+    parser.add_argument("--config", help="an experiment file whose get_config() returns this command's config")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    for path, f in flat_fields(cls).items():
+        names = ["--" + path.replace("_", "-")] + (["--" + path] if "_" in path else [])
+        kind = _parse_type(str(f.type))
+        help_text = f"default: {f.default!r}"
+        if kind is parse_bool:
+            parser.add_argument(*names, dest=path, type=parse_bool, nargs="?", const=True, default=argparse.SUPPRESS,
+                                metavar="true|false", help=help_text)
+            parser.add_argument("--no-" + path.replace("_", "-"), dest=path, action="store_const", const=False,
+                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         else:
-            parser.add_argument(flag, type=kind, default=f.default, help=f"default: {f.default!r}")
+            parser.add_argument(*names, dest=path, type=kind, default=argparse.SUPPRESS, help=help_text)
 
 
-def _config_from_args(cls, args: argparse.Namespace):
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+def load_experiment(path: str, cls):
+    """The config that an experiment file's `get_config()` returns; it must be a `cls`."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    if spec is None or not Path(path).is_file():
+        raise SystemExit(f"--config {path}: no such Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise SystemExit(f"--config {path}: the file defines no get_config()")
+    cfg = module.get_config()
+    if not isinstance(cfg, cls):
+        raise SystemExit(f"--config {path}: get_config() returned a {type(cfg).__name__}, this command takes a "
+                         f"{cls.__name__}")
+    return cfg
+
+
+def config_from_args(cls, args: argparse.Namespace):
+    """The config of a parsed command line: the experiment file's (or the defaults), then the flags."""
+    base = load_experiment(args.config, cls) if args.config else cls()
+    changes = {path: getattr(args, path) for path in flat_fields(cls) if hasattr(args, path)}
+    try:
+        return override_paths(base, changes)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"r1jax: {e}") from None
 
 
 def _convert(args) -> None:
     import jax
+
     from r1jax import checkpoint, hf, train
     from r1jax.config import ModelConfig, from_dict
 
@@ -53,7 +129,6 @@ def _init_distributed() -> None:
     """Join the other hosts of a multi-host run before anything touches a device: on a Cloud
     TPU pod slice (TPU_WORKER_HOSTNAMES lists several workers) JAX finds its peers itself;
     elsewhere (GPU clusters) set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID."""
-    import os
     import jax
     if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
         jax.distributed.initialize()
@@ -62,42 +137,36 @@ def _init_distributed() -> None:
                                    int(os.environ["JAX_PROCESS_ID"]))
 
 
-# command -> (module, config class, stage function, help); each reads the previous stage's directory
-STAGES = {
-    "pretrain": ("r1jax.pipeline", "PretrainConfig", "pretrain", "train the tokenizer and base model of the embedded CPU world"),
-    "r1-zero": ("r1jax.pipeline", "R1ZeroConfig", "r1_zero",
-                "GRPO from a base with rule rewards (R1-Zero); with other rewards, R1's RL stages"),
-    "collect": ("r1jax.pipeline", "CollectConfig", "collect",
-                "sample a policy, keep correct readable outputs: cold-start data, rejection sampling, distillation data"),
-    "sft": ("r1jax.pipeline", "SFTConfig", "sft", "supervised fine-tuning on a JSONL of prompt/response records"),
-    "rm": ("r1jax.rm", "RewardModelConfig", "train_reward_model", "train a reward model on preference pairs"),
-    "distill": ("r1jax.distill", "DistillConfig", "distill", "logit or on-policy distillation into a student"),
-}
+def _print_result(command: str, module, cfg, result) -> None:
+    """What each command prints when it ends: the tables of the world job, the recipe and eval,
+    the summary JSON of a single stage."""
+    if command == "world":
+        print(module.world_table(result) if "stopped" not in result
+              else f"stopped during {result['stopped']}; rerun to resume")
+    elif command == "r1":
+        print(module.r1_table(result))
+    elif command == "eval":
+        if result:
+            print(module.summary_markdown(list(result.values())), end="")
+            print(f"written to {cfg.out_dir}/")
+    else:
+        print(json.dumps(result, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:
     import importlib
 
-    from r1jax.pipeline import WorldConfig
-    from r1jax.recipe import R1Config
+    from r1jax import plan
 
-    parser = argparse.ArgumentParser(prog="r1jax", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="r1jax", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    w = sub.add_parser("world", help="the main job: pretrain the embedded world's base, run R1-Zero, "
-                                     "evaluate both on held-out problems")
-    _add_config_flags(w, WorldConfig)
-    r1 = sub.add_parser("r1", help="the whole R1 recipe and distillation on the embedded world, with the "
-                                   "paper's comparisons (r1jax.recipe)")
-    _add_config_flags(r1, R1Config)
+    stage_parsers = {}
     for name, (module, cls, _, help_text) in STAGES.items():
-        _add_config_flags(sub.add_parser(name, help=help_text), getattr(importlib.import_module(module), cls))
-
-    from r1jax import evaluate, plan
-    evaluate.add_parser(sub)
+        p = sub.add_parser(name, aliases=ALIASES.get(name, []), help=help_text, allow_abbrev=False)
+        stage_parsers[name] = p
+        add_config_flags(p, getattr(importlib.import_module(module), cls))
     plan.add_parser(sub)
-
-    c = sub.add_parser("convert", help="Hugging Face safetensors <-> r1jax orbax checkpoint")
+    c = sub.add_parser("convert", help="Hugging Face safetensors <-> r1jax orbax checkpoint", allow_abbrev=False)
     c.add_argument("direction", choices=["hf-to-ckpt", "ckpt-to-hf"])
     c.add_argument("src", type=Path)
     c.add_argument("dst", type=Path)
@@ -105,27 +174,24 @@ def main(argv: list[str] | None = None) -> None:
                    help="parameter dtype for hf-to-ckpt (default: the checkpoint's)")
 
     args = parser.parse_args(argv)
-    if args.command not in ("plan", "convert"):
+    command = next((n for n, a in ALIASES.items() if args.command in a), args.command)
+    if command in STAGES:
+        module_name, cls_name, fn, _ = STAGES[command]
+        module = importlib.import_module(module_name)
+        cfg = config_from_args(getattr(module, cls_name), args)
+        if args.print_config:
+            print(json.dumps(dataclasses.asdict(cfg), indent=2))
+            return
         _init_distributed()
-    if args.command == "world":
-        from r1jax.pipeline import world, world_table
-        result = world(_config_from_args(WorldConfig, args))
-        print(world_table(result) if "stopped" not in result else f"stopped during {result['stopped']}; rerun to resume")
-    elif args.command == "r1":
-        from r1jax.recipe import r1, r1_table
         try:
-            print(r1_table(r1(_config_from_args(R1Config, args))))
-        except KeyboardInterrupt as stopped:
+            result = getattr(module, fn)(cfg)
+        except KeyboardInterrupt as stopped:  # the recipe: a stage stopped by a signal, checkpoint saved
             print(f"{stopped}")
-    elif args.command in STAGES:
-        module, cls, fn, _ = STAGES[args.command]
-        module = importlib.import_module(module)
-        print(json.dumps(getattr(module, fn)(_config_from_args(getattr(module, cls), args)), indent=2))
-    elif args.command == "eval":
-        evaluate.main(args)
-    elif args.command == "plan":
+            return
+        _print_result(command, module, cfg, result)
+    elif command == "plan":
         plan.main(args)
-    elif args.command == "convert":
+    elif command == "convert":
         _convert(args)
 
 

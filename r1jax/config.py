@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["RopeScaling", "ModelConfig", "MeshConfig", "PRESETS", "get_preset", "override",
-           "to_dict", "from_dict"]
+__all__ = ["RopeScaling", "ModelConfig", "MeshConfig", "PRESETS", "get_preset", "override", "to_dict",
+           "from_dict", "override_paths", "flat_fields", "TrainerConfig", "OptimConfig", "GRPOConfig",
+           "RolloutConfig", "ModelOverrides",
+           "apply_overrides"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +52,9 @@ class ModelConfig:
     param_dtype: str = "float32"  # storage dtype of the parameters
     dtype: str = "float32"  # compute dtype of matmuls; norms and softmax run in float32
     remat: bool = False  # recompute each layer in the backward pass (saves activation memory)
-    # True: run the layer stack with lax.scan, one compiled layer body whatever the depth (fast
-    # compiles for deep models). False: a Python loop over the layers, compile time growing with
-    # depth; on CPU decoding is 1.6-1.9x faster (each layer's KV cache is updated in place and
-    # the sampler slices the layers out of the stacked weights once, not every step), training
-    # 5-20%. r1jax's CPU presets use it.
+    # True: the layer stack runs under lax.scan, one compiled layer body whatever the depth.
+    # False: a Python loop over the layers; compile time grows with depth, but each layer's KV
+    # cache is updated in place (docs/performance.md measures both). The CPU presets use it.
     scan_layers: bool = True
 
     def __post_init__(self):
@@ -158,6 +158,32 @@ def override(cfg, **changes):
     return dataclasses.replace(cfg, **changes)
 
 
+def flat_fields(cls, prefix: str = "") -> dict[str, dataclasses.Field]:
+    """Every leaf field of a (nested) config class by its dotted path, e.g. 'grpo.beta'."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.default):
+            out.update(flat_fields(type(f.default), f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = f
+    return out
+
+
+def override_paths(cfg, changes: dict[str, Any]):
+    """`cfg` with dotted-path fields replaced: {'grpo.beta': 0.0, 'out_dir': 'x'}. An unknown
+    path is an error naming the valid ones; each changed config validates itself."""
+    valid = flat_fields(type(cfg))
+    unknown = sorted(set(changes) - set(valid))
+    if unknown:
+        raise TypeError(f"{type(cfg).__name__} has no field(s) {', '.join(unknown)}; valid fields: {', '.join(valid)}")
+    top, nested = {}, {}
+    for path, value in changes.items():
+        head, _, rest = path.partition(".")
+        (nested.setdefault(head, {}).__setitem__(rest, value) if rest else top.__setitem__(head, value))
+    top.update({head: override_paths(getattr(cfg, head), sub) for head, sub in nested.items()})
+    return dataclasses.replace(cfg, **top)
+
+
 def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -169,3 +195,120 @@ def from_dict(cls, data: dict[str, Any]):
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
     return cls(**data)
+
+
+# ----------------------------------------------------------------------------- stage building blocks
+# Each stage's config (r1jax.stages) composes these, so a knob is declared once, with its default,
+# here; the CLI turns a nested field into a dotted flag (`--grpo.beta`, `--optim.learning-rate`).
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """The training loop (r1jax.runtime.run_loop): length, checkpoints, logging, seed, devices."""
+
+    steps: int = 100  # optimizer steps (RL: rollout steps); SFT: 0 derives them from `epochs`
+    checkpoint_every: int = 100  # steps between checkpoints (also saved at the end and on SIGTERM)
+    log_every: int = 1  # steps between metrics.jsonl lines (each one waits for the device)
+    seed: int = 0
+    mesh: str = ""  # e.g. 'data=2,fsdp=2,tensor=2'; default: all devices on 'data'
+
+    def __post_init__(self):
+        for name in ("steps", "checkpoint_every", "log_every"):
+            if getattr(self, name) < (0 if name == "steps" else 1):
+                raise ValueError(f"trainer.{name} must be {'>= 0' if name == 'steps' else 'positive'}, "
+                                 f"got {getattr(self, name)}")
+        if self.mesh:
+            MeshConfig.parse(self.mesh)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup, then a constant or cosine schedule, and global-norm clipping."""
+
+    learning_rate: float = 3e-4
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # 'cosine' (to 10% of the peak over the run's steps) or 'constant'
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"optim.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.learning_rate < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ValueError(f"optim: learning_rate, warmup_steps and grad_clip must be >= 0, got {self}")
+
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig:
+    """GRPO (DeepSeekMath eq. 3) as R1-Zero runs it; defaults are the paper's where it gives one.
+
+    The first five fields are the objective's (`r1jax.losses.grpo_loss`), the rest shape the
+    rollout batch around it. The policy's temperature is the rollout's (`RolloutConfig`).
+    """
+
+    eps_low: float = 0.2  # clip range below 1 of the ratio pi_theta / pi_old
+    eps_high: float = 0.2  # and above 1 (DAPO's clip-higher raises it)
+    beta: float = 0.001  # KL coefficient; 0 runs no reference model at all
+    kl_estimator: str = "k3"  # k1, k2 or k3 (Schulman's; the paper's k3)
+    agg: str = "seq-mean-token-mean"  # token aggregation: the paper's, DAPO's token-mean, Dr. GRPO's ...-norm
+    group_size: int = 16  # samples per prompt (the paper's 16)
+    minibatches: int = 4  # policy updates per rollout batch (the paper's 16)
+    adv_scale: str = "group"  # divide advantages by the group's std ('group'), the batch's, or not ('none': Dr. GRPO)
+    drop_zero_variance: bool = False  # mask out groups whose rewards are all equal (DAPO's dynamic sampling)
+    truncation: str = "keep"  # outputs cut at max_new_tokens: 'keep', 'mask' (no gradient) or 'penalty'
+    overlong_buffer: int = 8  # 'penalty': the reward falls linearly to -1 over the last this many tokens
+    length_grouped: bool = True  # mini-batches of rollouts of similar length, each cut to its longest
+    ref_refresh: int = 400  # replace the reference by the policy every this many steps (the paper's 400)
+
+    def __post_init__(self):
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"grpo.kl_estimator must be one of {', '.join(KL_ESTIMATORS)}, got {self.kl_estimator!r}")
+        if self.agg not in AGGREGATIONS:
+            raise ValueError(f"grpo.agg must be one of {', '.join(AGGREGATIONS)}, got {self.agg!r}")
+        if self.truncation not in ("keep", "mask", "penalty"):
+            raise ValueError(f"grpo.truncation must be keep, mask or penalty, got {self.truncation!r}")
+        if self.adv_scale not in ("group", "batch", "none"):
+            raise ValueError(f"grpo.adv_scale must be group, batch or none, got {self.adv_scale!r}")
+        for name in ("group_size", "minibatches", "ref_refresh"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"grpo.{name} must be positive, got {getattr(self, name)}")
+        if self.beta < 0 or self.eps_low < 0 or self.eps_high < 0:
+            raise ValueError(f"grpo: beta, eps_low and eps_high must be >= 0, got {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """How a stage samples its policy: the prompt budget and the sampler's settings."""
+
+    temperature: float = 1.0  # also the temperature of pi_theta in the GRPO ratio
+    top_p: float = 1.0
+    max_new_tokens: int = 160
+    max_prompt_tokens: int = 32  # the world's template is one token each side of the question
+
+    def __post_init__(self):
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.max_prompt_tokens < 1:
+            raise ValueError(f"rollout: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1 and "
+                             f"max_prompt_tokens >= 1, got {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOverrides:
+    """How a stage runs the model it loads; None keeps the checkpoint's setting. Only execution
+    settings: what a forward computes is fixed by the checkpoint."""
+
+    remat: bool | None = None  # recompute each layer in the backward pass
+    scan_layers: bool | None = None  # lax.scan over the layer stack instead of a Python loop
+    dtype: str | None = None  # compute dtype: float32, bfloat16 or float16
+
+
+def apply_overrides(model_cfg: ModelConfig, overrides: ModelOverrides) -> ModelConfig:
+    """`model_cfg` with the fields `overrides` sets (those not None)."""
+    changes = {k: v for k, v in dataclasses.asdict(overrides).items() if v is not None}
+    return dataclasses.replace(model_cfg, **changes) if changes else model_cfg

@@ -34,7 +34,6 @@ process_count-th); the tokens are gathered to process 0, which decodes, scores a
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import dataclasses
 import json
@@ -54,7 +53,7 @@ from r1jax.tasks.benchmarks import jsonl_objects
 from r1jax.tokenizer import load_tokenizer, render_chat, render_r1_zero
 
 __all__ = ["EvalConfig", "pass_at_k", "majority_votes", "cons_at_k", "load_problems", "read_samples",
-           "score_samples", "summarize", "summary_markdown", "evaluate", "add_parser", "main", "DEFAULT_K"]
+           "score_samples", "summarize", "summary_markdown", "evaluate", "DEFAULT_K"]
 
 # Samples per problem when EvalConfig.k is 0: the paper's 64 for AIME, 16 (its MATH-500 value) elsewhere.
 DEFAULT_K = {"aime24": 64}
@@ -78,7 +77,7 @@ class EvalConfig:
     answer_mode: str = "auto"  # answer extraction: auto, answer_tag, boxed, last_number
     limit: int = 0  # evaluate the first `limit` problems only; 0: all
     n_generated: int = 100  # problems drawn for a generated task family
-    task_seed: int = 1000  # their seed; training draws use small seeds (R1ZeroConfig.seed = 0)
+    task_seed: int = 1000  # their seed; training draws use small seeds (RLConfig.trainer.seed = 0)
     seed: int = 0  # sampling RNG
     batch_size: int = 8  # problems per sampler call (k rows each)
     timeout: float = 1.0  # seconds per answer check; a check that takes longer scores 0
@@ -498,6 +497,7 @@ def _sample_benchmark(name: str, examples: list[Example], k: int, cfg: EvalConfi
     """Sample and score the problems samples.jsonl does not hold yet (see the module docstring)."""
     import jax
     import tqdm
+
     from r1jax import sampling
 
     model_cfg, params, tok, mesh = model
@@ -602,22 +602,4 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict]:
     if lead:
         (out / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
         (out / "summary.md").write_text(summary_markdown(list(summaries.values())))
-    return summaries
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `eval` on the `r1jax` command's subparsers; flags come from EvalConfig."""
-    from r1jax.cli import _add_config_flags
-    p = subparsers.add_parser("eval", help="pass@1 over k samples, pass@k, cons@k on benchmarks; or score a "
-                                           "samples file (--samples FILE --benchmark NAME)")
-    _add_config_flags(p, EvalConfig)
-    return p
-
-
-def main(args: argparse.Namespace) -> dict[str, dict]:
-    from r1jax.cli import _config_from_args
-    summaries = evaluate(_config_from_args(EvalConfig, args))
-    if summaries:
-        print(summary_markdown(list(summaries.values())), end="")
-        print(f"written to {args.out_dir}/")
     return summaries

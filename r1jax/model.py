@@ -1,8 +1,17 @@
 """Decoder-only transformer of the Llama 3 / Qwen2 / Qwen2.5 family as pure functions.
 
 Parameters are a plain dict pytree (`init_params`); `forward(config, params, tokens)` is a
-pure function of it. Layers are stacked on a leading axis and run with `jax.lax.scan`, so
-one layer body is compiled whatever the depth, or with a Python loop (`scan_layers=False`).
+pure function of it. Layer weights are stacked on a leading [L] axis and run either with
+`jax.lax.scan` (one layer body compiled whatever the depth) or with a Python loop over the layers
+(`ModelConfig.scan_layers=False`, which lets each layer's KV cache be updated in place). Neither
+choice changes the parameters or what is computed. Why each execution choice is made, with its
+measurements: docs/performance.md, "Model execution choices".
+
+The model interface. The stages, the sampler, the train steps and checkpoints use a model only
+through `param_shapes`, `param_axes`, `init_params`, `init_cache`, `forward`, `lm_head` and
+`repeat_cache`, called with a *model*: a `ModelConfig` (this decoder) or any hashable object
+with those methods (without the model argument). `FlaxModel` is such an object for a user's
+Flax linen module, so it trains through SFT and GRPO and samples with the jitted sampler.
 
 Einsum legend: B batch, T query time, S key time (cache slots), D model dim, N query heads,
 K kv heads, G query heads per kv head (N = K*G), H head dim, F mlp dim, V vocab, L layers.
@@ -10,19 +19,24 @@ K kv heads, G query heads per kv head (N = K*G), H head dim, F mlp dim, V vocab,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
 import math
+from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from r1jax.config import ModelConfig
+from r1jax.config import ModelConfig, from_dict
 from r1jax.sharding import constrain
 
 __all__ = ["Cache", "init_cache", "cache_axes", "param_shapes", "param_axes", "init_params", "forward", "lm_head",
-           "unstack_layers", "rope_inv_freq", "count_params"]
+           "repeat_cache", "unstack_layers", "rope_inv_freq", "count_params", "FlaxModel", "TokenCache",
+           "model_from_json"]
 
 
 def _param_table(cfg: ModelConfig) -> dict:
@@ -57,17 +71,23 @@ def _is_entry(x) -> bool:
 
 def param_shapes(cfg: ModelConfig) -> dict:
     """Abstract parameters (ShapeDtypeStruct pytree) without allocating anything."""
+    if not isinstance(cfg, ModelConfig):
+        return cfg.param_shapes()
     dtype = jnp.dtype(cfg.param_dtype)
     return jax.tree.map(lambda e: jax.ShapeDtypeStruct(e[0], dtype), _param_table(cfg), is_leaf=_is_entry)
 
 
 def param_axes(cfg: ModelConfig) -> dict:
     """Logical axis names of every parameter (same tree structure as the parameters)."""
+    if not isinstance(cfg, ModelConfig):
+        return cfg.param_axes()
     return jax.tree.map(lambda e: e[1], _param_table(cfg), is_leaf=_is_entry)
 
 
 def init_params(cfg: ModelConfig, key: jax.Array, std: float = 0.02) -> dict:
     """Random parameters: N(0, std) weights (HF `initializer_range`), unit norms, zero biases."""
+    if not isinstance(cfg, ModelConfig):
+        return cfg.init_params(key)
     table = _param_table(cfg)
     leaves, treedef = jax.tree.flatten(table, is_leaf=_is_entry)
     keys = jax.random.split(key, len(leaves))
@@ -83,6 +103,7 @@ def init_params(cfg: ModelConfig, key: jax.Array, std: float = 0.02) -> dict:
 
 
 def count_params(params) -> int:
+    """Total number of scalars in a parameter pytree."""
     return sum(math.prod(x.shape) for x in jax.tree.leaves(params))
 
 
@@ -92,9 +113,9 @@ class Cache:
     batch keeps one scalar write position; per-sequence RoPE positions come from the caller."""
 
     # k [B, K, H, S] and v [B, K, S, H] per layer: the layouts a decode step's attention reads
-    # with no transpose (a [B, S, K, H] cache was copied into another layout every step).
-    # Stacked on a leading [L] axis for the layer scan; a tuple of L arrays for the loop over
-    # layers (`ModelConfig.scan_layers`), so each layer's cache is updated in place on its own.
+    # without a transpose. Stacked on a leading [L] axis for the layer scan; a tuple of L arrays
+    # for the loop over layers (`ModelConfig.scan_layers=False`), so that each layer's cache can
+    # be updated in place on its own.
     k: jax.Array | tuple[jax.Array, ...]
     v: jax.Array | tuple[jax.Array, ...]
     valid: jax.Array  # [B, S] bool: slot holds a real (non-padding) token
@@ -102,6 +123,10 @@ class Cache:
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_len: int) -> Cache:
+    """An empty cache of `max_len` slots for `batch` sequences, in the compute dtype, laid out for
+    `cfg.scan_layers` (stacked [L, ...] arrays, or a tuple of L per-layer arrays)."""
+    if not isinstance(cfg, ModelConfig):
+        return cfg.init_cache(batch, max_len)
     k_shape = (batch, cfg.n_kv_heads, cfg.head_dim, max_len)
     v_shape = (batch, cfg.n_kv_heads, max_len, cfg.head_dim)
     if cfg.scan_layers:
@@ -114,6 +139,7 @@ def init_cache(cfg: ModelConfig, batch: int, max_len: int) -> Cache:
 
 
 def cache_axes(cfg: ModelConfig) -> Cache:
+    """Logical axis names of every array of `init_cache(cfg, ...)` (same structure as the cache)."""
     kv = ("batch", "kv_heads", None, None)
     kv = ("layers", *kv) if cfg.scan_layers else (kv,) * cfg.n_layers
     return Cache(k=kv, v=kv, valid=("batch", None), end=())
@@ -142,21 +168,22 @@ def rope_inv_freq(cfg: ModelConfig) -> np.ndarray:
 
 
 def _rope_angles(positions: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
-    """(cos [B, T, 1, 1, H/2], signed sin [B, T, 1, 2, H/2]) of positions [B, T] times the
-    inverse frequencies, for all layers. XLA's CPU backend fuses cos into each rotation and
-    evaluates it there again (an optimization barrier around the tables is removed before
-    fusion: the optimized train step and sampler were identical with one); making cos a table
-    through a concatenate, like sin, measured no faster."""
+    """(cos [B, T, 1, 1, H/2], signed sin [B, T, 1, 2, H/2]) of positions [B, T] [int] times the
+    inverse frequencies [H/2], computed once per forward and shared by all layers.
+
+    The signed sin stacks (-sin, sin) on the axis of the two halves so that `_rope` is one
+    multiply-add over a [.., 2, H/2] view. cos stays a broadcast (XLA may fuse it into each
+    rotation and recompute it there; see docs/performance.md)."""
     angles = positions[:, :, None, None, None].astype(jnp.float32) * inv_freq  # [B, T, 1, 1, H/2]
     sin = jnp.sin(angles)
     return jnp.cos(angles), jnp.concatenate([-sin, sin], axis=-2)
 
 
 def _rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """Rotate [B, T, heads, H] by `_rope_angles`; HF's half-split (rotate_half) layout:
-    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), written as x cos + swap(x) (-sin, sin) over a
-    [.., 2, H/2] view. On CPU this ran 2-3x faster than splitting and concatenating the halves
-    (XLA's concatenate along the last axis did not vectorize)."""
+    """x [B, T, heads, H] rotated by `_rope_angles` -> [B, T, heads, H] in x's dtype (computed in
+    float32). HF's half-split (rotate_half) layout: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin),
+    written as x cos + swap(x) (-sin, sin) over a [.., 2, H/2] view, which avoids a concatenate
+    along the last axis (see docs/performance.md)."""
     B, T, N, H = x.shape
     halves = x.astype(jnp.float32).reshape(B, T, N, 2, H // 2)
     out = halves * cos + jnp.flip(halves, axis=-2) * sin
@@ -164,21 +191,23 @@ def _rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
 
 def _rms_norm(x: jax.Array, w: jax.Array, eps: float) -> jax.Array:
+    """RMSNorm of x [..., D] with weight w [D]: statistics in float32, result in x's dtype."""
     x32 = x.astype(jnp.float32)
     normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
     return normed.astype(x.dtype) * w.astype(x.dtype)
 
 
 def _scores(q, kt):
-    """q [B,T,K,G,H], keys kt [B,K,H,S] -> float32 [B,K,G,T,S]."""
-    if q.shape[1] == 1:  # decode: one fused multiply-reduce that reads the cache once (XLA's
-        # batched matmuls of this shape were 3-5x slower on CPU)
+    """q [B,T,K,G,H], keys kt [B,K,H,S] -> float32 [B,K,G,T,S] (unscaled dot products)."""
+    if q.shape[1] == 1:  # decode: one fused multiply-reduce that reads the cache once instead of
+        # a batched matmul of this shape (see docs/performance.md)
         return (q[:, 0, :, :, :, None].astype(jnp.float32) * kt[:, :, None].astype(jnp.float32)).sum(-2)[:, :, :, None]
     return jnp.einsum("BTKGH,BKHS->BKGTS", q, kt, preferred_element_type=jnp.float32)
 
 
 def _mix(probs, v):
-    """probs [B,K,G,T,S], values v [B,K,S,H] -> [B,T,K,G,H]."""
+    """probs [B,K,G,T,S], values v [B,K,S,H] -> [B,T,K,G,H]; for one query (decode) a fused
+    multiply-reduce, as in `_scores`."""
     if probs.shape[3] == 1:
         return (probs[:, :, :, 0, :, None] * v[:, :, None]).sum(-2)[:, None]
     return jnp.einsum("BKGTS,BKSH->BTKGH", probs, v)
@@ -201,8 +230,9 @@ def _attention(q, blocks, dtype):
 
 
 def _dense(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
-    """x [B, T, *in] @ w [*in, *out] as one 2-D matmul [B*T, in] @ [in, out]: on CPU the 3-D
-    einsum form cost extra transposes in the backward pass (about 30% of an MLP's time)."""
+    """x [B, T, *in] @ w [*in, *out] -> [B, T, *out] in x's dtype, where `n_in` is the number of
+    w's leading (contracted) axes. Computed as one 2-D `matmul` [B*T, in] @ [in, out] so that
+    the backward pass needs no extra transposes (see docs/performance.md)."""
     B, T = x.shape[:2]
     d_in = int(np.prod(w.shape[:n_in]))
     y = matmul(x.reshape(B * T, d_in), w.reshape(d_in, -1), x.dtype)
@@ -212,14 +242,13 @@ def _dense(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def matmul(x: jax.Array, w: jax.Array, out_dtype) -> jax.Array:
     """x [M, K] @ w [K, N] -> [M, N] in `out_dtype`, accumulated in float32 in the forward and
-    both backward matmuls, whose inputs stay in x's dtype (the cotangent is cast to it).
+    in both backward matmuls, whose inputs stay in x's dtype (the cotangent is cast to it);
+    `out_dtype` is not differentiated. Gradients: dx [M, K] in x's dtype, dw [K, N] in w's dtype.
 
-    This is bfloat16 mixed precision as a TPU's MXU does it. Written out because of XLA's CPU
-    backend: it runs a bfloat16 matmul on bfloat16 hardware (AMX, AVX512-BF16) only when the
-    output is float32 and no operand is a transposed view; otherwise it converts both operands
-    to float32 first. Autodiff of `x @ w` gave float32 cotangents and `w.T` views, so every
-    backward matmul of a bfloat16 model ran in float32, 3-6x slower. The weight gradient
-    x^T g contracts both operands' leading axis and still runs in float32 on CPU."""
+    This is bfloat16 mixed precision as a TPU's MXU does it. The backward pass is written out
+    (a custom VJP) so that it contracts the untransposed operands with a float32 result, which
+    XLA's CPU backend can run on bfloat16 matrix hardware; plain autodiff of `x @ w` produces
+    float32 cotangents and `w.T` views, which it cannot (see docs/performance.md)."""
     return jnp.dot(x, w, preferred_element_type=jnp.float32).astype(out_dtype)
 
 
@@ -230,7 +259,9 @@ def _matmul_fwd(x, w, out_dtype):
 def _matmul_bwd(out_dtype, res, g):
     x, w = res
     g = g.astype(x.dtype)
-    contract = lambda a, b, dims: jax.lax.dot_general(a, b, (dims, ((), ())), preferred_element_type=jnp.float32)
+    def contract(a, b, dims):
+        return jax.lax.dot_general(a, b, (dims, ((), ())), preferred_element_type=jnp.float32)
+
     return contract(g, w, ((1,), (1,))).astype(x.dtype), contract(x, g, ((0,), (0,))).astype(w.dtype)
 
 
@@ -238,12 +269,15 @@ matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 def _cache_write(cache: jax.Array, new: jax.Array, index: tuple) -> jax.Array:
-    """`new` written into `cache` at `index` (a dynamic_update_slice), through an unsigned-int view
-    of the same width: XLA's CPU backend has no bfloat16 dynamic-update-slice and converted a
-    bfloat16 cache to float32 and back at every decode step (a third of the step)."""
+    """`cache` with `new` (cast to the cache's dtype) written at `index` (a dynamic_update_slice);
+    same shape and dtype as `cache`. A 2-byte cache (bfloat16, float16) is written through an
+    unsigned-int view of the same width, so the update never converts the whole cache to
+    another dtype (see docs/performance.md)."""
     if cache.dtype.itemsize != 2:
         return jax.lax.dynamic_update_slice(cache, new.astype(cache.dtype), index)
-    as_int = lambda a: jax.lax.bitcast_convert_type(a.astype(cache.dtype), jnp.uint16)
+    def as_int(a):
+        return jax.lax.bitcast_convert_type(a.astype(cache.dtype), jnp.uint16)
+
     return jax.lax.bitcast_convert_type(jax.lax.dynamic_update_slice(as_int(cache), as_int(new), index), cache.dtype)
 
 
@@ -251,13 +285,18 @@ def _cache_write(cache: jax.Array, new: jax.Array, index: tuple) -> jax.Array:
 # program: op by op, XLA's CPU runtime rejects a bfloat16 batched matmul with float32 output
 @functools.partial(jax.jit, static_argnums=0)
 def _layer(cfg: ModelConfig, x, p, rope, allowed, cached=None, write_at=None):
-    """One decoder block -> (x, (keys, values)). `cached` = (k, v, allowed) of this layer's cache
-    slots before this call (k [B, K, H, S], v [B, K, S, H]). Without `write_at` (the layer scan)
-    the cache is read only and the block's new keys and values are returned for the caller to
-    write after the scan. With it (the loop over layers) they are first written into the cache
-    at slot `write_at` and the updated cache is returned: inside the sampler's while loop,
-    reading the cache only after writing it lets XLA update it in place (reading first cost two
-    copies of it every step, and a second attention block for the new key another 30%)."""
+    """One decoder block: x [B, T, D] -> (x [B, T, D], (keys, values)).
+
+    p: this layer's weights (one slice of `params["layers"]`); rope: `_rope_angles`;
+    allowed: [B, T, T] which new keys each new query may attend to. `cached` = (k, v, allowed)
+    of this layer's cache slots before this call (k [B, K, H, S], v [B, K, S, H], allowed
+    [B, 1, S]). Without a cache the returned keys and values are the new ones (k [B, K, H, T],
+    v [B, K, T, H]). Without `write_at` (the layer scan) the cache is read only and the new keys
+    and values are returned for the caller to write after the scan. With it (the loop over
+    layers) they are first written into the cache at slot `write_at` and the updated cache is
+    returned; a decode step then reads its own key back from that cache. Writing before reading
+    is what lets XLA update the cache in place inside the sampler's while loop (see
+    docs/performance.md)."""
     dt = jnp.dtype(cfg.dtype)
     p = jax.tree.map(lambda w: w.astype(dt), p)
     h = _rms_norm(x, p["attn_norm"], cfg.norm_eps)
@@ -305,6 +344,9 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
     return_hidden: return the final normed hidden states [B, T, D] instead of logits
         (for heads other than the LM head, e.g. a reward model).
     """
+    if not isinstance(cfg, ModelConfig):
+        return cfg.forward(params, tokens, positions, cache, mask=mask, segment_ids=segment_ids,
+                           return_hidden=return_hidden)
     B, T = tokens.shape
     offset = jnp.zeros((), jnp.int32) if cache is None else cache.end
     if positions is None:
@@ -358,11 +400,12 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
 
 
 def unstack_layers(layers: dict | tuple) -> tuple[dict, ...]:
-    """Stacked layer weights {name: [L, ...]} -> one dict per layer (a tuple passes through).
+    """Stacked layer weights {name: [L, ...]} -> a tuple of L dicts {name: [...]} (a tuple passes
+    through unchanged).
 
     `forward` takes either form in `params["layers"]`. The sampler unstacks once before its
-    decode loop: slicing a layer out of the stacked arrays inside the loop copies its weights
-    on every step (on CPU that copy cost 30% of a small model's decode step)."""
+    decode loop, because slicing a layer out of the stacked arrays inside the loop copies its
+    weights on every step (see docs/performance.md)."""
     if isinstance(layers, tuple):
         return layers
     n = jax.tree.leaves(layers)[0].shape[0]
@@ -372,12 +415,13 @@ def unstack_layers(layers: dict | tuple) -> tuple[dict, ...]:
 def lm_head(cfg: ModelConfig, params: dict, x: jax.Array) -> jax.Array:
     """Logits [B, T, V] (float32) from final hidden states [B, T, D] (`forward(..., return_hidden=True)`).
 
-    One 2-D matmul [B*T, D] x [D, V] (against the embedding's rows when tied): with the 3-D
-    einsum XLA's CPU backend transposed the [V, B*T] logit gradient in the backward pass (~3%
-    of a small model's GRPO step). Plain autodiff, not `matmul`: its custom backward keeps the
-    weight it was given as a residual, and for the head that kept the whole (all-gathered)
-    vocabulary matrix alive until the backward pass (+0.25 GiB a device for Qwen2.5-0.5B on
-    fsdp=8, caught by tests/test_plan.py)."""
+    One 2-D matmul [B*T, D] x [D, V] in the compute dtype with float32 accumulation, against the
+    embedding's rows when the embeddings are tied; the 2-D form keeps the logit gradient from
+    being transposed in the backward pass. Plain autodiff, not `matmul`: `matmul`'s custom
+    backward keeps the weight it was given as a residual, which for the head would keep the whole
+    (all-gathered) vocabulary matrix alive until the backward pass (see docs/performance.md)."""
+    if not isinstance(cfg, ModelConfig):
+        return cfg.lm_head(params, x)
     dt = jnp.dtype(cfg.dtype)
     B, T, D = x.shape
     x2 = x.reshape(B * T, D)
@@ -388,3 +432,104 @@ def lm_head(cfg: ModelConfig, params: dict, x: jax.Array) -> jax.Array:
         logits = jnp.dot(x2, params["lm_head"].astype(dt), preferred_element_type=jnp.float32)
     logits = logits.reshape(B, T, -1)
     return constrain(logits, ("batch", None, "vocab"))
+
+
+def repeat_cache(cfg: ModelConfig, cache: Cache, repeats: int) -> Cache:
+    """The cache of a batch of B sequences with each sequence's rows repeated `repeats` times
+    ([B, ...] -> [B * repeats, ...]): a prompt's prefill shared by its group of samples."""
+    if not isinstance(cfg, ModelConfig):
+        return cfg.repeat_cache(cache, repeats)
+    rep_kv = lambda x: jnp.repeat(x, repeats, axis=x.ndim - 4)  # noqa: E731  (the batch axis, stacked or not)
+    return cache.replace(k=jax.tree.map(rep_kv, cache.k), v=jax.tree.map(rep_kv, cache.v),
+                         valid=jnp.repeat(cache.valid, repeats, axis=0))
+
+
+# ----------------------------------------------------------------------------- a user's Flax module
+
+@flax.struct.dataclass
+class TokenCache:
+    """`FlaxModel`'s decoding state: the tokens so far (a module without a KV cache of its own is
+    rerun on the whole buffer at each step, O(S) a step instead of O(1))."""
+
+    tokens: jax.Array  # [B, S] int32
+    positions: jax.Array  # [B, S] int32
+    valid: jax.Array  # [B, S] bool: slot holds a real (non-padding) token
+    end: jax.Array  # [] int32: slots written so far
+
+
+@dataclasses.dataclass(frozen=True)
+class FlaxModel:
+    """A user's Flax linen module as an r1jax model (see the module docstring).
+
+    `factory` names a function, "package.module:function", that returns the module when called
+    with `kwargs` (a tuple of (name, value) pairs, so the model is hashable and its stage
+    directory can rebuild it). The module is called as
+    `module.apply({"params": params}, tokens, positions, mask, segment_ids)` with tokens,
+    positions [B, T] int32, mask [B, T] bool (False at padding) and segment_ids [B, T] int32 or
+    None (packed documents must not attend to each other), and returns logits [B, T, V]. Its
+    parameters may carry logical axis names (`nn.with_logical_partitioning`) from r1jax's rules
+    table (`r1jax.sharding`); unnamed ones are replicated. Its "hidden states" are its logits and
+    its LM head is the identity, so r1jax's head-on-the-completion-only saving does not apply,
+    and it has no reward-model head.
+    """
+
+    factory: str
+    kwargs: tuple = ()
+    vocab_size: int = 0
+    dtype: str = "float32"  # compute dtype: the sampler casts the parameters to it
+    scan_layers: bool = True  # the sampler's per-layer unstacking is the built-in decoder's only
+    max_seq_len: int = 2048
+
+    def module(self) -> nn.Module:
+        path, _, name = self.factory.partition(":")
+        return getattr(importlib.import_module(path), name)(**dict(self.kwargs))
+
+    def init_params(self, key: jax.Array) -> Any:
+        dummy = jnp.zeros((1, 1), jnp.int32)
+        variables = self.module().init(key, dummy, dummy, jnp.ones((1, 1), bool), None)
+        return nn.meta.unbox(variables["params"])
+
+    def param_shapes(self) -> Any:
+        return jax.eval_shape(self.init_params, jax.random.key(0))
+
+    def param_axes(self) -> Any:
+        dummy = jnp.zeros((1, 1), jnp.int32)
+        boxed = jax.eval_shape(lambda k: self.module().init(k, dummy, dummy, jnp.ones((1, 1), bool), None),
+                               jax.random.key(0))["params"]
+        return jax.tree.map(lambda x: tuple(x.names) if isinstance(x, nn.LogicallyPartitioned) else (None,) * x.ndim,
+                            boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+
+    def init_cache(self, batch: int, max_len: int) -> TokenCache:
+        slots = jnp.zeros((batch, max_len), jnp.int32)
+        return TokenCache(tokens=slots, positions=slots, valid=jnp.zeros((batch, max_len), bool),
+                          end=jnp.zeros((), jnp.int32))
+
+    def repeat_cache(self, cache: TokenCache, repeats: int) -> TokenCache:
+        return jax.tree.map(lambda x: jnp.repeat(x, repeats, axis=0) if x.ndim else x, cache)
+
+    def forward(self, params, tokens, positions=None, cache=None, *, mask=None, segment_ids=None,
+                return_hidden=False):
+        B, T = tokens.shape
+        offset = jnp.zeros((), jnp.int32) if cache is None else cache.end
+        if positions is None:
+            positions = jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
+        mask = jnp.ones((B, T), bool) if mask is None else mask.astype(bool)
+        if cache is None:
+            return self.module().apply({"params": params}, tokens, positions, mask, segment_ids), None
+        if segment_ids is not None:
+            raise ValueError("segment_ids (packed documents) are for training forwards without a cache")
+        write = lambda buf, new: jax.lax.dynamic_update_slice(buf, new.astype(buf.dtype), (0, offset))  # noqa: E731
+        cache = TokenCache(tokens=write(cache.tokens, tokens), positions=write(cache.positions, positions),
+                           valid=write(cache.valid, mask), end=offset + T)
+        logits = self.module().apply({"params": params}, cache.tokens, cache.positions, cache.valid, None)
+        return jax.lax.dynamic_slice_in_dim(logits, offset, T, axis=1), cache
+
+    def lm_head(self, params, x):
+        return x
+
+
+def model_from_json(saved: dict) -> ModelConfig | FlaxModel:
+    """The model of a checkpoint's run config entry "model": a FlaxModel if it names a factory."""
+    if "factory" in saved:
+        return FlaxModel(**{**saved, "kwargs": tuple(tuple(kv) for kv in saved["kwargs"])})
+    return from_dict(ModelConfig, saved)

@@ -22,11 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from r1jax.config import ModelConfig
-from r1jax.model import Cache, forward, init_cache, lm_head, param_axes, param_shapes, unstack_layers
+from r1jax.config import ModelConfig, RolloutConfig
+from r1jax.model import Cache, forward, init_cache, lm_head, param_axes, param_shapes, repeat_cache, unstack_layers
 from r1jax.sharding import logical_spec, tree_shardings
+from r1jax.tokenizer import render_r1_zero
 
-__all__ = ["SamplingConfig", "Samples", "sample_token", "generate", "make_sampler"]
+__all__ = ["SamplingConfig", "Samples", "sample_token", "generate", "make_sampler", "rollout_sampler", "to_host",
+           "prompt_ids", "rollout"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,10 +123,8 @@ def generate(model_cfg: ModelConfig, cfg: SamplingConfig, params: dict, prompts:
                             mask=prompt_mask, return_hidden=True)
     logits = lm_head(model_cfg, params, hidden[:, -1:])
     if group_size > 1:  # then copy the prompt's cache to its G samples
-        rep = lambda x: jnp.repeat(x, group_size, axis=0)  # noqa: E731
-        rep_kv = lambda x: jnp.repeat(x, group_size, axis=x.ndim - 4)  # noqa: E731  (batch axis, stacked or not)
-        cache = cache.replace(k=jax.tree.map(rep_kv, cache.k), v=jax.tree.map(rep_kv, cache.v), valid=rep(cache.valid))
-        logits, positions = rep(logits), rep(positions)
+        cache = repeat_cache(model_cfg, cache, group_size)
+        logits, positions = jnp.repeat(logits, group_size, axis=0), jnp.repeat(positions, group_size, axis=0)
     stops = jnp.asarray(cfg.stop_tokens or (-1,), jnp.int32)
 
     def body(s: _Loop) -> _Loop:
@@ -173,3 +173,42 @@ def make_sampler(model_cfg: ModelConfig, cfg: SamplingConfig, mesh: Mesh | None 
             return compiled(*np.shape(prompts))(params, prompts, prompt_mask, key)
 
     return sampler
+
+
+# ----------------------------------------------------------------------------- rollouts of task prompts
+
+def rollout_sampler(model_cfg: ModelConfig, cfg: RolloutConfig, tok, *, mesh: Mesh | None = None,
+                    group_size: int = 1) -> Callable:
+    """`make_sampler` for a stage's `RolloutConfig`, stopping at the tokenizer's EOS."""
+    return make_sampler(model_cfg, SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                                  top_p=cfg.top_p, stop_tokens=(tok.eos_id,), pad_id=tok.pad_id),
+                        mesh=mesh, group_size=group_size)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole value of a (possibly multi-host) array on every host."""
+    if jax.process_count() == 1:
+        return np.asarray(jax.device_get(x))
+    from jax.experimental import multihost_utils  # only on several hosts
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def prompt_ids(tok, examples, max_prompt: int) -> list[list[int]]:
+    """The token ids of each example's prompt in the R1-Zero template; an error, not a cut, for
+    one longer than `max_prompt` (a cut would drop the template's start, which the rewards'
+    format rests on)."""
+    ids = [[*tok.bos, *tok.encode(render_r1_zero(ex.prompt))] for ex in examples]
+    longest = max(range(len(ids)), key=lambda i: len(ids[i]))
+    if len(ids[longest]) > max_prompt:
+        raise ValueError(f"problem {examples[longest].id!r} is {len(ids[longest])} tokens in the R1-Zero template, "
+                         f"more than max_prompt_tokens={max_prompt} (--rollout.max-prompt-tokens): raise it")
+    return ids
+
+
+def rollout(sampler, params, tok, examples, max_prompt: int, key):
+    """Sample completions of `examples` in the R1-Zero template: (prompts [Q, P], prompt_mask
+    [Q, P], Samples on the host, decoded completion texts), G texts per example in order."""
+    prompts, pmask = tok.pad_batch(prompt_ids(tok, examples, max_prompt), length=max_prompt)
+    roll = jax.tree.map(to_host, sampler(params, prompts, pmask, key))
+    texts = [tok.decode([t for t in row[:n] if t != tok.eos_id]) for row, n in zip(roll.tokens, roll.lengths)]
+    return prompts, pmask, roll, texts

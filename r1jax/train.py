@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -13,31 +12,13 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from r1jax import losses
-from r1jax.config import ModelConfig
+from r1jax.config import GRPOConfig, ModelConfig, OptimConfig
 from r1jax.model import forward, init_params, lm_head, param_axes
 from r1jax.sharding import logical_spec, replicated, tree_shardings
 
-__all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state", "state_shardings", "abstract_state",
-           "batch_shardings", "lm_train_step", "compile_step", "GRPOConfig", "completion_logprobs", "grpo_train_step"]
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    """AdamW with linear warmup, then a constant or cosine schedule, and global-norm clipping."""
-
-    learning_rate: float = 3e-4
-    warmup_steps: int = 0
-    total_steps: int = 1000
-    schedule: str = "cosine"  # 'cosine' (to 10% of the peak) or 'constant'
-    b1: float = 0.9
-    b2: float = 0.95
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
-
-    def __post_init__(self):
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"OptimConfig.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+__all__ = ["TrainState", "learning_rate_schedule", "make_optimizer", "init_state", "state_shardings",
+           "abstract_state", "batch_shardings", "apply_gradients", "lm_train_step", "compile_step",
+           "completion_logprobs", "grpo_train_step", "logit_distill_step", "on_policy_distill_step"]
 
 
 @flax.struct.dataclass
@@ -47,9 +28,10 @@ class TrainState:
     opt_state: Any
 
 
-def learning_rate_schedule(cfg: OptimConfig) -> optax.Schedule:
+def learning_rate_schedule(cfg: OptimConfig, total_steps: int = 1000) -> optax.Schedule:
+    """Linear warmup over `cfg.warmup_steps`, then constant or cosine decay until `total_steps`."""
     warmup = optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1))
-    decay_steps = max(cfg.total_steps - cfg.warmup_steps, 1)
+    decay_steps = max(total_steps - cfg.warmup_steps, 1)
     if cfg.schedule == "cosine":
         after = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps, alpha=0.1)
     else:
@@ -65,8 +47,9 @@ def _decay_mask(params):
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    adamw = optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+def make_optimizer(cfg: OptimConfig, total_steps: int = 1000) -> optax.GradientTransformation:
+    """AdamW (no decay on norms and biases) after global-norm clipping; `total_steps` ends the cosine."""
+    adamw = optax.adamw(learning_rate_schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                         weight_decay=cfg.weight_decay, mask=_decay_mask)
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw) if cfg.grad_clip else adamw
 
@@ -108,6 +91,17 @@ def batch_shardings(mesh: Mesh, batch: dict) -> dict:
             for k, v in batch.items()}
 
 
+def apply_gradients(state: TrainState, tx: optax.GradientTransformation,
+                    loss_fn: Callable[[Any], tuple[jax.Array, dict]]) -> tuple[TrainState, dict]:
+    """The one update of every train step: gradients of `loss_fn(params) -> (loss, metrics)`,
+    an optimizer step, and the metrics with the loss and the gradients' global norm added."""
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
 def lm_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig,
                   tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
     """One next-token-prediction step. batch: tokens [B, T] int, mask [B, T] (real tokens),
@@ -117,26 +111,10 @@ def lm_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig,
     def loss_fn(params):
         logits, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
                             segment_ids=batch.get("segment_ids"))
-        return losses.next_token_loss(logits, batch["tokens"], batch["loss_mask"])
+        loss, n_tokens = losses.next_token_loss(logits, batch["tokens"], batch["loss_mask"])
+        return loss, {"tokens": n_tokens}
 
-    (loss, n_tokens), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "tokens": n_tokens, "grad_norm": optax.tree.norm(grads)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
-
-
-@dataclasses.dataclass(frozen=True)
-class GRPOConfig:
-    """The knobs of the GRPO objective (`r1jax.losses.grpo_loss`); defaults are the paper's."""
-
-    eps_low: float = 0.2
-    eps_high: float = 0.2
-    beta: float = 0.001  # KL coefficient; 0 skips the reference model entirely
-    kl_estimator: str = "k3"
-    agg: str = "seq-mean-token-mean"
-    max_len: int | None = None  # Dr. GRPO's constant normaliser for agg='seq-mean-token-sum-norm'
-    temperature: float = 1.0  # the sampling temperature: pi_theta is log softmax(logits / T)
+    return apply_gradients(state, tx, loss_fn)
 
 
 def completion_logprobs(model_cfg: ModelConfig, params, tokens: jax.Array, mask: jax.Array, n_new: int,
@@ -157,26 +135,23 @@ def completion_logprobs(model_cfg: ModelConfig, params, tokens: jax.Array, mask:
 
 
 def grpo_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig, tx: optax.GradientTransformation,
-                    cfg: GRPOConfig) -> tuple[TrainState, dict]:
+                    cfg: GRPOConfig, temperature: float = 1.0, max_len: int | None = None) -> tuple[TrainState, dict]:
     """One policy update on a mini-batch of rollouts.
 
     batch: tokens, mask [B, P + N]; completion_mask, old_logp, ref_logp [B, N] (ref_logp is
-    ignored when beta == 0); advantages [B].
+    ignored when beta == 0); advantages [B]. pi_theta is log softmax(logits / temperature), the
+    rollout's distribution; `max_len` is Dr. GRPO's constant normaliser (agg 'seq-mean-token-sum-norm').
     """
     n_new = batch["completion_mask"].shape[1]
 
     def loss_fn(params):
-        logp, entropy = completion_logprobs(model_cfg, params, batch["tokens"], batch["mask"], n_new, cfg.temperature)
+        logp, entropy = completion_logprobs(model_cfg, params, batch["tokens"], batch["mask"], n_new, temperature)
         return losses.grpo_loss(logp, batch["old_logp"], batch.get("ref_logp") if cfg.beta else None,
                                 batch["advantages"], batch["completion_mask"], eps_low=cfg.eps_low,
                                 eps_high=cfg.eps_high, beta=cfg.beta, kl_estimator=cfg.kl_estimator, agg=cfg.agg,
-                                max_len=cfg.max_len, entropy=jax.lax.stop_gradient(entropy))
+                                max_len=max_len, entropy=jax.lax.stop_gradient(entropy))
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return apply_gradients(state, tx, loss_fn)
 
 
 def compile_step(step_fn: Callable, mesh: Mesh, state_sharding: TrainState, batch_sharding: dict,
@@ -207,9 +182,6 @@ def compile_step(step_fn: Callable, mesh: Mesh, state_sharding: TrainState, batc
     return run
 
 
-__all__ += ["logit_distill_step", "on_policy_distill_step"]
-
-
 def logit_distill_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig, tx: optax.GradientTransformation,
                        temperature: float = 1.0) -> tuple[TrainState, dict]:
     """One step of logit distillation (`losses.topk_distill_loss`) on a fixed text batch.
@@ -226,11 +198,7 @@ def logit_distill_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig
         return losses.topk_distill_loss(logits[:, :-1], batch["teacher_topk_logp"][:, :-1],
                                         batch["teacher_topk_idx"][:, :-1], batch["loss_mask"][:, 1:], temperature)
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return apply_gradients(state, tx, loss_fn)
 
 
 def on_policy_distill_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig,
@@ -250,8 +218,4 @@ def on_policy_distill_step(state: TrainState, batch: dict, *, model_cfg: ModelCo
         entropy = (jax.lax.stop_gradient(entropy) * cmask).sum() / jnp.maximum(cmask.sum(), 1.0)
         return loss, {**metrics, "entropy": entropy}
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return apply_gradients(state, tx, loss_fn)

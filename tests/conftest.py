@@ -34,8 +34,8 @@ def qwen_like_tokenizer(tmp_path_factory):
     <|endoftext|>, the R1 tags as single tokens."""
     import json
     tokenizers = pytest.importorskip("tokenizers", reason="HF tokenizers need the 'hf' extra")
-    from r1jax import pipeline
-    texts = [p + " " + r for p, r in pipeline.world_corpus(300, 0)]
+    from r1jax.tasks.world import world_corpus
+    texts = [p + " " + r for p, r in world_corpus(300, 0)]
     texts += [f"What is {a} + {b}? The answer is {a + b}." for a in range(60) for b in (3, 17, 42)]
     texts += ["小明有 3 个苹果，又买了 5 个。", "一共有多少个苹果？答案是 8。"] * 20
     specials = ["<|endoftext|>", "<think>", "</think>", "<answer>", "</answer>"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from r1jax import train
-from r1jax.config import override
+from r1jax.config import GRPOConfig, OptimConfig, override
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_dot_flops_of_a_batched_contraction(bench_flops):
 @pytest.mark.parametrize("scan", [False, True])
 def test_step_matmuls_read_from_the_jaxpr_match_the_analytic_flops(bench_flops, tiny_cfg, kind, scan):
     cfg = override(tiny_cfg, scan_layers=scan)
-    tx = train.make_optimizer(train.OptimConfig(learning_rate=1e-3, schedule="constant"))
+    tx = train.make_optimizer(OptimConfig(learning_rate=1e-3, schedule="constant"))
     state = train.init_state(cfg, tx, jax.random.key(0))
     rng = np.random.default_rng(0)
     if kind == "lm":
@@ -44,7 +44,7 @@ def test_step_matmuls_read_from_the_jaxpr_match_the_analytic_flops(bench_flops, 
         expected = bench_flops.model_flops(cfg, 2, 12, 12)
     else:
         batch = bench_flops.grpo_batch(cfg, 2, 4, 8, rng)
-        step = functools.partial(train.grpo_train_step, model_cfg=cfg, tx=tx, cfg=train.GRPOConfig(beta=0.0))
+        step = functools.partial(train.grpo_train_step, model_cfg=cfg, tx=tx, cfg=GRPOConfig(beta=0.0))
         expected = bench_flops.model_flops(cfg, 2, 12, 8)
     dots = bench_flops.step_dots(step, state, batch)
     # per layer 7 forward matmuls (q, k, v, o, gate, up, down) + 2 attention einsums, each with two

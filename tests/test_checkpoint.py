@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from r1jax import checkpoint, sharding, train
-from r1jax.config import MeshConfig, override
+from r1jax.config import MeshConfig, OptimConfig, override
 
-OPT = train.OptimConfig(learning_rate=1e-3)
+OPT = OptimConfig(learning_rate=1e-3)
 
 
 def _trained_state(cfg, mesh, steps=1):

@@ -7,8 +7,15 @@ import uuid
 
 import pytest
 
-from r1jax.rewards.code import (SandboxLimits, code_reward, extract_code, generated_code_problems,
-                                reference_solution, run_sandboxed, sandbox_isolation)
+from r1jax.rewards.code import (
+    SandboxLimits,
+    code_reward,
+    extract_code,
+    generated_code_problems,
+    reference_solution,
+    run_sandboxed,
+    sandbox_isolation,
+)
 
 FAST = SandboxLimits(cpu_seconds=1, wall_seconds=2.0, memory_bytes=256 << 20, file_size_bytes=64 << 10)
 ISOLATED = sandbox_isolation()["net_namespace"]
@@ -79,7 +86,8 @@ def test_huge_output_is_capped():
 
 @needs_namespaces
 def test_fork_bomb_is_contained_and_nothing_survives():
-    bomb = "import os, time\nfor _ in range(500):\n    try:\n        os.fork()\n    except OSError:\n        pass\ntime.sleep(60)\n"
+    bomb = ("import os, time\nfor _ in range(500):\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+            "time.sleep(60)\n")
     t0 = time.monotonic()
     r = run_sandboxed(bomb, limits=FAST)
     assert r.timed_out and time.monotonic() - t0 < 5
@@ -101,7 +109,8 @@ def test_cannot_write_outside_the_working_directory(tmp_path):
 
 @pytest.mark.parametrize("code", [
     "import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)\nprint('CONNECTED')\n",
-    "import socket\ns = socket.socket(socket.AF_INET)\ns.bind(('127.0.0.1', 0))\ns.listen()\ns.connect(('8.8.8.8', 53))\n"
+    "import socket\ns = socket.socket(socket.AF_INET)\ns.bind(('127.0.0.1', 0))\ns.listen()\n"
+    "s.connect(('8.8.8.8', 53))\n"
     "print('CONNECTED')\n",
 ])
 def test_no_network(code):

@@ -1,7 +1,7 @@
 """grain pipelines: packing keeps every example whole and separate, and is resumable."""
 
-import numpy as np
 import jax
+import numpy as np
 
 from r1jax import data, model
 

@@ -12,10 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from r1jax import checkpoint, data, distill, losses, pipeline, train
-from r1jax.config import ModelConfig, from_dict, get_preset, override
+from r1jax import checkpoint, data, losses, train
+from r1jax.config import ModelConfig, OptimConfig, from_dict, get_preset, override, override_paths
 from r1jax.model import forward, init_params
+from r1jax.stages import distill
 from r1jax.tasks import generate
+from r1jax.tasks.world import world_response
 from r1jax.tokenizer import R1_ZERO_TEMPLATE, load_tokenizer, render_r1_zero, train_sentencepiece
 
 TEMPLATE = tuple(R1_ZERO_TEMPLATE.split("{prompt}"))  # one piece each side of the question, as pretrain does
@@ -138,7 +140,7 @@ def test_logit_step_with_all_tokens_is_the_full_vocabulary_forward_kl(packed):
     cfg, teacher, student, batch, docs, starts = packed
     temp = 2.0
     lp, idx = jax.jit(lambda p, b: distill.teacher_topk(cfg, p, b, k=cfg.vocab_size, temperature=temp))(teacher, batch)
-    tx = train.make_optimizer(train.OptimConfig(learning_rate=1e-3, schedule="constant"))
+    tx = train.make_optimizer(OptimConfig(learning_rate=1e-3, schedule="constant"))
     step = jax.jit(lambda s, b: train.logit_distill_step(s, b, model_cfg=cfg, tx=tx, temperature=temp))
     state = train.init_state(cfg, tx, None, params=student)
     _, m = step(state, {**batch, "teacher_topk_logp": lp, "teacher_topk_idx": idx})
@@ -165,7 +167,7 @@ def test_logit_steps_bring_the_student_to_a_fixed_teacher(packed):
     cfg, teacher, student, batch, *_ = packed
     lp, idx = jax.jit(lambda p, b: distill.teacher_topk(cfg, p, b, k=16))(teacher, batch)
     batch = {**batch, "teacher_topk_logp": lp, "teacher_topk_idx": idx}
-    tx = train.make_optimizer(train.OptimConfig(learning_rate=3e-3, schedule="constant", weight_decay=0.0))
+    tx = train.make_optimizer(OptimConfig(learning_rate=3e-3, schedule="constant", weight_decay=0.0))
     step = jax.jit(lambda s, b: train.logit_distill_step(s, b, model_cfg=cfg, tx=tx))
     state = train.init_state(cfg, tx, None, params=student)
     kls = []
@@ -194,7 +196,7 @@ def _fitted(tok, rows, steps=30):
     (a random teacher's outputs are a function of its context that no student learns in a few steps)."""
     cfg = override(get_preset("tiny"), vocab_size=tok.vocab_size)
     examples = [[tok.bos_id, *tok.encode(render_r1_zero(p)), *tok.encode(" " + r), tok.eos_id] for p, r in rows]
-    tx = train.make_optimizer(train.OptimConfig(learning_rate=1e-2, schedule="constant", weight_decay=0.0))
+    tx = train.make_optimizer(OptimConfig(learning_rate=1e-2, schedule="constant", weight_decay=0.0))
     step = jax.jit(lambda s, b: train.lm_train_step(s, b, model_cfg=cfg, tx=tx))
     batches = iter(data.lm_batches(examples, seq_len=128, batch_size=8, pad_id=tok.pad_id, seed=1, pack=True))
     state = train.init_state(cfg, tx, jax.random.key(1))
@@ -210,7 +212,7 @@ def stages(tmp_path_factory):
     rng = random.Random(0)
     # short answers only (no counting re-checks), so that rows of 128 tokens hold a few of them
     rows = [(ex.prompt, r) for ex in generate("world", 300, 0)
-            for style, r in [pipeline.world_response(ex, rng)] if style != "check"]
+            for style, r in [world_response(ex, rng)] if style != "check"]
     texts = [p + " " + r for p, r in rows]
     tok = train_sentencepiece(texts, root / "tok.model", vocab_size=320, extra_symbols=TEMPLATE)
     other = train_sentencepiece(texts, root / "other.model", vocab_size=360, extra_symbols=TEMPLATE)
@@ -230,9 +232,11 @@ def _kl_curve(out, name):
 
 
 def _logits_config(stages, out):
-    return distill.DistillConfig(out_dir=str(out), teacher_dir=str(stages["teacher"]),
-                                 student_dir=str(stages["student"]), mode="logits", data=str(stages["sft"]), steps=12,
-                                 batch_size=8, seq_len=128, learning_rate=3e-3, checkpoint_every=6)
+    return override_paths(distill.DistillConfig(out_dir=str(out), teacher_dir=str(stages["teacher"]),
+                                                student_dir=str(stages["student"]), mode="logits",
+                                                data=str(stages["sft"])),
+                          {"trainer.steps": 12, "batch_size": 8, "seq_len": 128, "optim.learning_rate": 3e-3,
+                           "trainer.checkpoint_every": 6})
 
 
 @pytest.fixture(scope="module")
@@ -281,10 +285,11 @@ def test_interrupted_logit_distillation_resumes_exactly(stages, logits_run, tmp_
 
 
 def test_on_policy_distillation_end_to_end(stages, tmp_path):
-    cfg = distill.DistillConfig(out_dir=str(tmp_path), teacher_dir=str(stages["teacher"]),
-                                student_dir=str(stages["student"]), mode="on-policy", n_prompts=100, steps=24,
-                                batch_size=8, max_new_tokens=16, max_prompt_tokens=32, learning_rate=1e-2,
-                                checkpoint_every=12)
+    cfg = override_paths(distill.DistillConfig(out_dir=str(tmp_path), teacher_dir=str(stages["teacher"]),
+                                               student_dir=str(stages["student"]), mode="on-policy"),
+                         {"n_prompts": 100, "trainer.steps": 24, "batch_size": 8, "rollout.max_new_tokens": 16,
+                          "rollout.max_prompt_tokens": 32, "optim.learning_rate": 1e-2,
+                          "trainer.checkpoint_every": 12})
     summary = distill.distill(cfg)
     kl = _kl_curve(tmp_path, "reverse_kl")
     assert summary["step"] == 24 and len(kl) == 24
@@ -306,7 +311,7 @@ def test_a_different_tokenizer_is_refused(stages, tmp_path):
     assert not (tmp_path / "out").exists()  # refused before anything is written
     # same size, other bytes: a tokenizer trained on other text
     rng = random.Random(1)
-    rows = [ex.prompt + " " + pipeline.world_response(ex, rng)[1] for ex in generate("world", 300, 1)]
+    rows = [ex.prompt + " " + world_response(ex, rng)[1] for ex in generate("world", 300, 1)]
     twin = train_sentencepiece(rows, tmp_path / "twin.model", vocab_size=320, extra_symbols=TEMPLATE)
     assert twin.vocab_size == sizes[0]
     with pytest.raises(ValueError, match=f"both have {sizes[0]} tokens but are different files"):

@@ -3,7 +3,6 @@ benchmark files in score-only mode, samples-file errors, and sampling from a tin
 (exact numbers through the sampling path with a scripted sampler, then the real sampler with
 an interrupted and resumed run)."""
 
-import argparse
 import json
 import random
 from fractions import Fraction
@@ -15,10 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from r1jax import checkpoint, evaluate as ev, model, pipeline, sampling, train
+from r1jax import checkpoint, cli, model, sampling, train
+from r1jax import evaluate as ev
 from r1jax.config import get_preset, override
 from r1jax.rewards.math import match_batch
 from r1jax.tasks import default_data_dir, generate, load_benchmark
+from r1jax.tasks.world import world_corpus
 from r1jax.tokenizer import render_r1_zero, train_sentencepiece
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
@@ -127,11 +128,9 @@ def test_score_only_numbers_cli_and_bad_input(tmp_path, capsys):
              (exs[1].id, f"<answer> {exs[1].answer}.0 </answer>"), (exs[2].id, wrong(exs[2])), (exs[2].id, "no idea")]
     good = write_samples(tmp_path / "good.jsonl", pairs)
 
-    parser = argparse.ArgumentParser()
-    ev.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["eval", "--samples", str(good), "--benchmark", "chain", "--n-generated", "3",
-                              "--out-dir", str(tmp_path / "out")])
-    s = ev.main(args)["chain"]
+    cli.main(["eval", "--samples", str(good), "--benchmark", "chain", "--n-generated", "3",
+              "--out-dir", str(tmp_path / "out")])
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())["chain"]  # cli.main returns nothing
     assert s["pass@1"] == pytest.approx(0.5) and s["pass@k"] == {"1": pytest.approx(0.5), "2": pytest.approx(2 / 3)}
     # votes: problem 0 right; problem 1 a 1-1 tie won by the wrong answer (it came first); problem 2 wrong
     assert s["cons@2"] == pytest.approx(1 / 3)
@@ -173,7 +172,7 @@ MAX_NEW = 12
 def tiny_ckpt(tmp_path_factory):
     """A randomly initialised tiny model with the embedded world's tokenizer, saved as a stage output."""
     d = tmp_path_factory.mktemp("tiny")
-    tok = train_sentencepiece([p + " " + r for p, r in pipeline.world_corpus(300, 0)], d / "tokenizer.model", 512)
+    tok = train_sentencepiece([p + " " + r for p, r in world_corpus(300, 0)], d / "tokenizer.model", 512)
     cfg = override(get_preset("tiny"), vocab_size=tok.vocab_size)
     params = model.init_params(cfg, jax.random.key(0))
     ckpt = checkpoint.Checkpointer(d / "ckpt", {"model": cfg})

@@ -14,11 +14,11 @@ import sys
 
 import pytest
 
-from r1jax.pipeline import PHRASES
 from r1jax.rewards.language import count_words
 from r1jax.rewards.readability import READABILITY_CHECKS, is_readable, readability_issues
 from r1jax.tasks import FAMILIES, general_prompts, generate, preference_pairs
 from r1jax.tasks.sft import read_sft_jsonl, write_sft_jsonl
+from r1jax.tasks.world import PHRASES
 from r1jax.tokenizer import render_cold_start
 
 

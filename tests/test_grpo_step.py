@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from r1jax import losses, sampling, sharding, train
-from r1jax.config import MeshConfig
+from r1jax.config import GRPOConfig, MeshConfig, OptimConfig
 from r1jax.model import forward
 
 N_NEW, G, T = 6, 4, 0.8
@@ -15,7 +15,7 @@ N_NEW, G, T = 6, 4, 0.8
 
 @pytest.fixture(scope="module")
 def rollout(tiny_cfg):
-    tx = train.make_optimizer(train.OptimConfig(learning_rate=3e-3, schedule="constant", weight_decay=0.0))
+    tx = train.make_optimizer(OptimConfig(learning_rate=3e-3, schedule="constant", weight_decay=0.0))
     state = train.init_state(tiny_cfg, tx, jax.random.key(0))
     rng = np.random.default_rng(0)
     prompts = rng.integers(4, tiny_cfg.vocab_size, (2, 5)).astype(np.int32)
@@ -42,7 +42,7 @@ def test_trainer_logprobs_equal_the_samplers(rollout):
 
 def test_loss_equals_an_independent_full_logits_computation(rollout):
     cfg, tx, state, batch = rollout
-    gcfg = train.GRPOConfig(beta=0.04, temperature=T, eps_high=0.28)
+    gcfg = GRPOConfig(beta=0.04, eps_high=0.28)
     # perturb the policy so ratios and KL are not trivially 1 and 0
     params = jax.tree.map(lambda x: x * 1.05, state.params)
     pos = np.maximum(np.cumsum(batch["mask"], 1) - 1, 0)
@@ -50,15 +50,16 @@ def test_loss_equals_an_independent_full_logits_computation(rollout):
     logp = losses.token_logprobs(np.asarray(full)[:, -N_NEW - 1:-1] / T, batch["tokens"][:, -N_NEW:])
     want, _ = losses.grpo_loss(logp, batch["old_logp"], batch["ref_logp"], batch["advantages"],
                                batch["completion_mask"], eps_low=0.2, eps_high=0.28, beta=0.04)
-    _, metrics = train.grpo_train_step(state.replace(params=params), batch, model_cfg=cfg, tx=tx, cfg=gcfg)
+    _, metrics = train.grpo_train_step(state.replace(params=params), batch, model_cfg=cfg, tx=tx, cfg=gcfg,
+                                       temperature=T)
     assert float(metrics["loss"]) == pytest.approx(float(want), abs=1e-5)
     assert float(metrics["kl"]) > 0 and float(metrics["ratio_max"]) != 1.0
 
 
 def test_updates_follow_the_advantages(rollout):
     cfg, tx, state, batch = rollout
-    gcfg = train.GRPOConfig(beta=0.0, temperature=T)
-    step = jax.jit(lambda s, b: train.grpo_train_step(s, b, model_cfg=cfg, tx=tx, cfg=gcfg))
+    gcfg = GRPOConfig(beta=0.0)
+    step = jax.jit(lambda s, b: train.grpo_train_step(s, b, model_cfg=cfg, tx=tx, cfg=gcfg, temperature=T))
     before = train.completion_logprobs(cfg, state.params, batch["tokens"], batch["mask"], N_NEW, T)[0]
     s = state
     for _ in range(5):
@@ -74,9 +75,9 @@ def test_sharded_grpo_step_matches_one_device(rollout, shape):
     cfg, _, state, batch = rollout
     # Adam's first step is lr * g / (|g| + eps): for a near-zero gradient it turns float noise of
     # the sharded reduction order into up to lr-sized differences; lr 5e-4 keeps those below 1e-5
-    tx = train.make_optimizer(train.OptimConfig(learning_rate=5e-4, schedule="constant", weight_decay=0.0))
-    gcfg = train.GRPOConfig(beta=0.04, temperature=T)
-    fn = lambda s, b: train.grpo_train_step(s, b, model_cfg=cfg, tx=tx, cfg=gcfg)  # noqa: E731
+    tx = train.make_optimizer(OptimConfig(learning_rate=5e-4, schedule="constant", weight_decay=0.0))
+    gcfg = GRPOConfig(beta=0.04)
+    fn = lambda s, b: train.grpo_train_step(s, b, model_cfg=cfg, tx=tx, cfg=gcfg, temperature=T)  # noqa: E731
     ref_state, ref_m = jax.jit(fn)(state, batch)
     mesh = sharding.make_mesh(MeshConfig(*shape))
     state_sh = train.state_shardings(mesh, cfg, tx)

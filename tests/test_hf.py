@@ -137,5 +137,6 @@ def test_unknown_architecture_and_missing_tensors_are_named(tmp_path):
     with pytest.raises(KeyError, match=r"model\.layers\.2\.input_layernorm\.weight"):
         hf.load_hf(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({**cfg_json, "intermediate_size": 96}))
-    with pytest.raises(ValueError, match=r"mlp\.down_proj\.weight has shape \(64, 128\), config.json implies \(64, 96\)"):
+    with pytest.raises(ValueError,
+                       match=r"mlp\.down_proj\.weight has shape \(64, 128\), config.json implies \(64, 96\)"):
         hf.load_hf(tmp_path)

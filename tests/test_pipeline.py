@@ -8,12 +8,20 @@ import jax
 import numpy as np
 import pytest
 
-from r1jax import checkpoint, cli, hf, pipeline, sharding, train
-from r1jax.config import MeshConfig, ModelConfig, from_dict, override
+from r1jax import checkpoint, cli, hf, sampling, sharding, train
+from r1jax.config import MeshConfig, ModelConfig, OptimConfig, from_dict, override, override_paths
 from r1jax.model import init_params
+from r1jax.stages import lm
+from r1jax.stages.grpo import RLConfig, grpo
+from r1jax.tasks import task_pool
+from r1jax.tasks.world import STYLES, world_response
 
-CFG = dict(model="tiny", steps=12, batch_size=8, seq_len=192, checkpoint_every=4, n_examples=300, warmup_steps=2,
-           log_every=1)
+CFG = {"preset": "tiny", "trainer.steps": 12, "batch_size": 8, "seq_len": 192, "trainer.checkpoint_every": 4,
+       "n_examples": 300, "optim.warmup_steps": 2, "trainer.log_every": 1}
+
+
+def _pretrain_cfg(out_dir, **changes):
+    return override_paths(lm.PretrainConfig(out_dir=out_dir), {**CFG, **changes})
 
 
 def _interrupt_after(monkeypatch, n_steps):
@@ -31,20 +39,20 @@ def _interrupt_after(monkeypatch, n_steps):
             return step(state, batch)
         return run
 
-    monkeypatch.setattr(pipeline.train, "compile_step", compile_step)
+    monkeypatch.setattr(lm.train, "compile_step", compile_step)
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
-    straight = pipeline.pretrain(pipeline.PretrainConfig(out_dir=str(tmp_path / "a"), **CFG))
+    straight = lm.pretrain(_pretrain_cfg(str(tmp_path / "a")))
     assert straight["step"] == 12
     losses = [json.loads(line)["loss"] for line in open(tmp_path / "a" / "metrics.jsonl")]
     assert losses[-1] < losses[0] - 1.0  # it learns
 
     with monkeypatch.context() as m:
         _interrupt_after(m, 6)
-        first = pipeline.pretrain(pipeline.PretrainConfig(out_dir=str(tmp_path / "b"), **CFG))
+        first = lm.pretrain(_pretrain_cfg(str(tmp_path / "b")))
     assert first["step"] == 6  # SIGTERM: saved at the step it was in, exited cleanly
-    resumed = pipeline.pretrain(pipeline.PretrainConfig(out_dir=str(tmp_path / "b"), **CFG))
+    resumed = lm.pretrain(_pretrain_cfg(str(tmp_path / "b")))
     assert resumed["step"] == 12
 
     model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(tmp_path / "a" / "ckpt")["model"])
@@ -54,7 +62,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
     with pytest.raises(checkpoint.ConfigMismatchError, match="learning_rate"):
-        pipeline.pretrain(pipeline.PretrainConfig(out_dir=str(tmp_path / "b"), **CFG, learning_rate=1e-4))
+        lm.pretrain(_pretrain_cfg(str(tmp_path / "b"), **{"optim.learning_rate": 1e-4}))
 
 
 def test_convert_round_trip_through_the_cli(tmp_path, tiny_cfg, capsys):
@@ -63,7 +71,7 @@ def test_convert_round_trip_through_the_cli(tmp_path, tiny_cfg, capsys):
     cli.main(["convert", "hf-to-ckpt", str(tmp_path / "hf"), str(tmp_path / "ckpt")])
     cli.main(["convert", "ckpt-to-hf", str(tmp_path / "ckpt"), str(tmp_path / "hf2")])
     assert "wrote qwen2 model (107,072 params)" in capsys.readouterr().out
-    tx = train.make_optimizer(train.OptimConfig())
+    tx = train.make_optimizer(OptimConfig())
     with pytest.raises(ValueError, match="holds parameters only"):
         checkpoint.Checkpointer(tmp_path / "ckpt", {"model": tiny_cfg}).restore(
             train.abstract_state(sharding.make_mesh(MeshConfig(), devices=jax.devices()[:1]), tiny_cfg, tx))
@@ -76,18 +84,19 @@ def test_convert_round_trip_through_the_cli(tmp_path, tiny_cfg, capsys):
 def test_world_corpus_styles_are_right_where_they_claim_to_be():
     import random
     import re
+
     from r1jax.tasks import generate
 
-    rng, counts, checks = random.Random(0), {s: 0 for s in pipeline.STYLES}, 0
+    rng, counts, checks = random.Random(0), {s: 0 for s in STYLES}, 0
     examples = generate("world", 4000, 5)
     for ex in examples:
-        style, text = pipeline.world_response(ex, rng)
+        style, text = world_response(ex, rng)
         counts[style] += 1
         final = re.findall(r"-?\d+", text.split("</think>")[1])[-1]
         if style == "check":
             assert final == ex.answer, text  # every slip is caught, so re-checked work ends right
-            for a, op, b, count, result in re.findall(r"Wait, let me check: (-?\d+) ([+-]) (\d+): ([-\d, ]+)\. So (-?\d+)",
-                                                      text):
+            pattern = r"Wait, let me check: (-?\d+) ([+-]) (\d+): ([-\d, ]+)\. So (-?\d+)"
+            for a, op, b, count, result in re.findall(pattern, text):
                 sign = 1 if op == "+" else -1
                 # counting one at a time from a, b times, lands on the true result
                 assert [int(x) for x in count.split(", ")] == [int(a) + sign * k for k in range(1, int(b) + 1)]
@@ -96,7 +105,7 @@ def test_world_corpus_styles_are_right_where_they_claim_to_be():
         else:
             assert "Wait" not in text
     assert checks > 1000
-    for style, share in pipeline.STYLES.items():
+    for style, share in STYLES.items():
         assert abs(counts[style] / len(examples) - share) < 0.03, counts
 
 
@@ -107,6 +116,7 @@ def test_imported_model_with_a_tokenizer_without_bos(tmp_path, tiny_cfg, qwen_li
     sequence starts with a BOS it does not have; a prompt too long for max_prompt_tokens fails
     before any step instead of being cut."""
     import shutil
+
     from r1jax.config import override
     from r1jax.tasks.sft import write_sft_jsonl
     from r1jax.tokenizer import load_tokenizer, render_r1_zero
@@ -120,22 +130,24 @@ def test_imported_model_with_a_tokenizer_without_bos(tmp_path, tiny_cfg, qwen_li
         shutil.copyfile(qwen_like_tokenizer / name, base / name)
 
     prompt = render_r1_zero("Compute 1 + 2.")
-    ids, start = pipeline.encode_doc(tok, prompt, "<answer> 3 </answer>")
+    ids, start = lm.encode_doc(tok, prompt, "<answer> 3 </answer>")
     assert ids[:start] == tok.encode(prompt) and ids[start:] == [*tok.encode(" <answer> 3 </answer>"), tok.eos_id]
-    pool = pipeline.task_pool("world", 50, 0)
+    pool = task_pool("world", 50, 0)
     longest = max(len(tok.encode(render_r1_zero(ex.prompt))) for ex in pool)
-    assert pipeline.prompt_ids(tok, pool[:1], longest)[0] == tok.encode(render_r1_zero(pool[0].prompt))
+    assert sampling.prompt_ids(tok, pool[:1], longest)[0] == tok.encode(render_r1_zero(pool[0].prompt))
 
-    rl = dict(steps=1, prompts_per_step=2, group_size=2, minibatches=1, max_new_tokens=8, n_train=50)
-    with pytest.raises(ValueError, match=f"is {longest} tokens in the R1-Zero template, more than max_prompt_tokens=32"):
-        pipeline.r1_zero(pipeline.R1ZeroConfig(out_dir=str(tmp_path / "short"), base_dir=str(base), **rl))
+    rl = {"trainer.steps": 1, "prompts_per_step": 2, "grpo.group_size": 2, "grpo.minibatches": 1,
+          "rollout.max_new_tokens": 8, "n_train": 50}
+    with pytest.raises(ValueError,
+                       match=f"is {longest} tokens in the R1-Zero template, more than max_prompt_tokens=32"):
+        grpo(override_paths(RLConfig(out_dir=str(tmp_path / "short"), base_dir=str(base)), rl))
     assert not (tmp_path / "short" / "ckpt").exists() or checkpoint.latest_step(tmp_path / "short" / "ckpt") is None
-    out = pipeline.r1_zero(pipeline.R1ZeroConfig(out_dir=str(tmp_path / "rl"), base_dir=str(base),
-                                                 max_prompt_tokens=longest, **rl))
+    out = grpo(override_paths(RLConfig(out_dir=str(tmp_path / "rl"), base_dir=str(base)),
+                              {**rl, "rollout.max_prompt_tokens": longest}))
     assert out["step"] == 1
     write_sft_jsonl(tmp_path / "sft.jsonl", [{"prompt": ex.prompt, "response": f"<answer> {ex.answer} </answer>"}
                                              for ex in pool[:40]])
-    out = pipeline.sft(pipeline.SFTConfig(out_dir=str(tmp_path / "sft"), init_dir=str(tmp_path / "rl"),
-                                          data=str(tmp_path / "sft.jsonl"), epochs=1, batch_size=2,
-                                          seq_len=2 * longest, log_every=1))
+    out = lm.sft(override_paths(lm.SFTConfig(out_dir=str(tmp_path / "sft"), init_dir=str(tmp_path / "rl"),
+                                             data=str(tmp_path / "sft.jsonl"), epochs=1, batch_size=2,
+                                             seq_len=2 * longest), {"trainer.log_every": 1}))
     assert out["steps"] >= 1 and (tmp_path / "sft" / "tokenizer_config.json").exists()

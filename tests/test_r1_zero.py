@@ -9,23 +9,31 @@ import jax
 import numpy as np
 import pytest
 
-from r1jax import checkpoint, pipeline, train
-from r1jax.config import ModelConfig, from_dict
+from r1jax import checkpoint, train
+from r1jax.config import GRPOConfig, ModelConfig, from_dict, override_paths
+from r1jax.stages import grpo as grpo_stage
+from r1jax.stages import lm, world
 
-RL = dict(steps=3, prompts_per_step=4, group_size=4, minibatches=2, max_new_tokens=10, max_prompt_tokens=112,
-          checkpoint_every=1, sample_every=1, learning_rate=1e-3, beta=0.01, ref_refresh=2, n_train=50)
+RL = {"trainer.steps": 3, "prompts_per_step": 4, "grpo.group_size": 4, "grpo.minibatches": 2,
+      "rollout.max_new_tokens": 10, "rollout.max_prompt_tokens": 112, "trainer.checkpoint_every": 1, "sample_every": 1,
+      "optim.learning_rate": 1e-3, "grpo.beta": 0.01, "grpo.ref_refresh": 2, "n_train": 50}
+
+
+def _rl(out_dir, base):
+    return override_paths(grpo_stage.RLConfig(out_dir=str(out_dir), base_dir=str(base)), RL)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     d = tmp_path_factory.mktemp("base")
-    pipeline.pretrain(pipeline.PretrainConfig(out_dir=str(d), model="tiny", steps=10, batch_size=8, seq_len=192,
-                                              n_examples=300, checkpoint_every=10, log_every=5))
+    lm.pretrain(override_paths(lm.PretrainConfig(out_dir=str(d)), {
+        "preset": "tiny", "trainer.steps": 10, "batch_size": 8, "seq_len": 192, "n_examples": 300,
+        "trainer.checkpoint_every": 10, "trainer.log_every": 5}))
     return d
 
 
 def test_r1_zero_runs_and_logs(base, tmp_path):
-    out = pipeline.r1_zero(pipeline.R1ZeroConfig(out_dir=str(tmp_path), base_dir=str(base), **RL))
+    out = grpo_stage.grpo(_rl(tmp_path, base))
     assert out["step"] == 3
     lines = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
     assert [m["step"] for m in lines] == [1, 2, 3]
@@ -48,7 +56,7 @@ def test_r1_zero_runs_and_logs(base, tmp_path):
 
 def test_interrupted_r1_zero_resumes_exactly(base, tmp_path, monkeypatch):
     straight = tmp_path / "a"
-    pipeline.r1_zero(pipeline.R1ZeroConfig(out_dir=str(straight), base_dir=str(base), **RL))
+    grpo_stage.grpo(_rl(straight, base))
 
     real = train.compile_step
     calls = {"n": 0}
@@ -64,10 +72,10 @@ def test_interrupted_r1_zero_resumes_exactly(base, tmp_path, monkeypatch):
         return run
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline.train, "compile_step", compile_step)
-        first = pipeline.r1_zero(pipeline.R1ZeroConfig(out_dir=str(tmp_path / "b"), base_dir=str(base), **RL))
+        m.setattr(grpo_stage.train, "compile_step", compile_step)
+        first = grpo_stage.grpo(_rl(tmp_path / "b", base))
     assert first["step"] == 2
-    pipeline.r1_zero(pipeline.R1ZeroConfig(out_dir=str(tmp_path / "b"), base_dir=str(base), **RL))
+    grpo_stage.grpo(_rl(tmp_path / "b", base))
 
     cfg = from_dict(ModelConfig, checkpoint.read_run_config(straight / "ckpt")["model"])
     a = checkpoint.restore_params(straight / "ckpt", cfg)
@@ -77,16 +85,16 @@ def test_interrupted_r1_zero_resumes_exactly(base, tmp_path, monkeypatch):
 
 
 def test_overlong_penalty_counts_tokens():
-    np.testing.assert_allclose(pipeline.overlong_penalty(np.array([10, 40, 44, 48, 60]), 48, 8),
+    np.testing.assert_allclose(grpo_stage.overlong_penalty(np.array([10, 40, 44, 48, 60]), 48, 8),
                                [0, 0, -0.5, -1, -1])
 
 
 def test_world_main_job_end_to_end(tmp_path):
     from r1jax.tasks import generate
     from r1jax.tokenizer import load_tokenizer
-    cfg = pipeline.WorldConfig(out_dir=str(tmp_path), model="tiny", pretrain_steps=6, pretrain_batch=4, rl_steps=2,
-                               group_size=4, max_new_tokens=16, eval_problems=6, eval_samples=2)
-    result = pipeline.world(cfg)
+    cfg = world.WorldConfig(out_dir=str(tmp_path), model="tiny", pretrain_steps=6, pretrain_batch=4, rl_steps=2,
+                            grpo=GRPOConfig(group_size=4), max_new_tokens=16, eval_problems=6, eval_samples=2)
+    result = world.world(cfg)
     base, final = result["base"], result["r1_zero"]
     assert base["problems"] == final["problems"] == 6 and base["samples"] == 2
     for ev in (base, final):
@@ -100,8 +108,8 @@ def test_world_main_job_end_to_end(tmp_path):
     # the held-out problems are distinct and in neither the pretraining corpus nor the RL pool
     heldout = json.loads((tmp_path / "world.json").read_text())["heldout"]
     assert len(set(heldout)) == 6
-    trained = {ex.prompt for ex in generate("world", pipeline.PretrainConfig.n_examples, cfg.seed)}
-    trained |= {ex.prompt for ex in generate("world", pipeline.R1ZeroConfig.n_train, cfg.seed)}
+    trained = {ex.prompt for ex in generate("world", lm.PretrainConfig.n_examples, cfg.seed)}
+    trained |= {ex.prompt for ex in generate("world", grpo_stage.RLConfig.n_train, cfg.seed)}
     assert not set(heldout) & trained
 
     # evaluate_policy's numbers are those of the rollouts it draws: recompute them independently
@@ -109,7 +117,7 @@ def test_world_main_job_end_to_end(tmp_path):
     params = checkpoint.restore_params(tmp_path / "base" / "ckpt", model_cfg)
     tok = load_tokenizer(tmp_path / "base" / "tokenizer.model")
     exs = generate("chain", 5, 99)
-    ev = pipeline.evaluate_policy(model_cfg, params, tok, exs, samples=3, max_new_tokens=24, batch_prompts=2, seed=4)
+    ev = world.evaluate_policy(model_cfg, params, tok, exs, samples=3, max_new_tokens=24, batch_prompts=2, seed=4)
     from r1jax import sampling
     from r1jax.rewards.format import r1_zero_format
     from r1jax.rewards.math import grade
@@ -117,7 +125,7 @@ def test_world_main_job_end_to_end(tmp_path):
         max_new_tokens=24, temperature=0.6, top_p=0.95, stop_tokens=(tok.eos_id,), pad_id=tok.pad_id), group_size=3)
     right, fmt, lengths = [], [], []
     for i in range(0, 5, 2):
-        *_, roll, texts = pipeline.rollout(sampler, params, tok, exs[i:i + 2], 32, jax.random.key(4 + i))
+        *_, roll, texts = sampling.rollout(sampler, params, tok, exs[i:i + 2], 32, jax.random.key(4 + i))
         for j, t in enumerate(texts):
             ex = exs[i + j // 3]
             right.append(grade(t, ex.answer))

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from r1jax.rewards import RewardConfig, compute_rewards, format as F
+from r1jax.rewards import RewardConfig, compute_rewards
+from r1jax.rewards import format as F
 from r1jax.rewards.language import count_words, language_consistency
 from r1jax.rewards.reward_model import harmlessness, helpfulness
 from r1jax.tasks import Example, generate
@@ -129,7 +130,7 @@ def test_reflection_words():
     assert reflection_count("12 + 7 = 19. Wait, let me check: 12 + 7 = 19. Let me verify again. Hmm.") == 4
     assert reflection_count("Awaiting the verification step") == 0  # whole words only
     # the world's re-check sentence counts alike in both languages ("wait" + "let me check")
-    from r1jax.pipeline import PHRASES
+    from r1jax.tasks.world import PHRASES
     for lang in ("en", "zh"):
         assert reflection_count(PHRASES[lang]["check"].format(step="7 - 9", count="6, 5, -2", true=-2)) == 2, lang
     assert reflection_count("所以是 12。再验证：12 - 5 = 7。检查完毕。") == 2

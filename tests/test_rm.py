@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from r1jax import checkpoint, losses, rm, train
-from r1jax.config import get_preset, override
+from r1jax import checkpoint, losses, train
+from r1jax.config import get_preset, override, override_paths
 from r1jax.model import forward, param_shapes
 from r1jax.rewards.reward_model import harmlessness, helpfulness
+from r1jax.stages import reward_model
 from r1jax.tokenizer import R1_ZERO_TEMPLATE, render_r1_zero, train_sentencepiece
 
 # The preference to learn: the answer names something of the kind the prompt asks for.
@@ -79,7 +80,7 @@ def test_rm_scores_reads_the_last_real_token(tiny_cfg):
             tokens[i, :len(r)], mask[i, :len(r)] = r, True
         return tokens, mask
 
-    scores = jax.jit(lambda p, t, m: rm.rm_scores(tiny_cfg, p, t, m))
+    scores = jax.jit(lambda p, t, m: reward_model.rm_scores(tiny_cfg, p, t, m))
     hidden = jax.jit(lambda p, t: forward(tiny_cfg, p, t, return_hidden=True)[0])
     s9, s16 = (np.asarray(scores(params, *padded(T))) for T in (9, 16))
     np.testing.assert_allclose(s9, s16, rtol=1e-5, atol=1e-6)  # more padding columns: same scores
@@ -108,10 +109,11 @@ def base_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(base_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("rm")
-    cfg = rm.RewardModelConfig(out_dir=str(d / "out"), base_dir=str(base_dir),
-                               pairs=str(_write(d / "pairs.jsonl", _pairs(300, 0))), steps=200, batch_size=16,
-                               learning_rate=3e-4, eval_fraction=0.2, checkpoint_every=50, log_every=10)
-    return cfg, rm.train_reward_model(cfg)
+    cfg = override_paths(reward_model.RewardModelConfig(
+        out_dir=str(d / "out"), base_dir=str(base_dir), pairs=str(_write(d / "pairs.jsonl", _pairs(300, 0)))),
+        {"trainer.steps": 200, "batch_size": 16, "optim.learning_rate": 3e-4, "eval_fraction": 0.2,
+         "trainer.checkpoint_every": 50, "trainer.log_every": 10})
+    return cfg, reward_model.train_reward_model(cfg)
 
 
 def test_trained_reward_model_ranks_unseen_pairs(trained):
@@ -124,7 +126,7 @@ def test_trained_reward_model_ranks_unseen_pairs(trained):
     # the head starts at zero, so the first steps sit near the chance loss log 2
     assert log[0]["loss"] > 0.5 and log[-1]["loss"] < 0.3
     # fresh pairs from another seed, scored through the loaded model
-    model = rm.LearnedRewardModel.load(cfg.out_dir)
+    model = reward_model.LearnedRewardModel.load(cfg.out_dir)
     fresh = _pairs(64, 12345)
     prompts = [p["prompt"] for p in fresh]
     good = model.score(prompts, [p["chosen"] for p in fresh])
@@ -135,19 +137,19 @@ def test_trained_reward_model_ranks_unseen_pairs(trained):
 
 def test_loaded_model_scores_like_rm_scores(trained):
     cfg, _ = trained
-    model = rm.LearnedRewardModel.load(cfg.out_dir, batch_rows=4)
+    model = reward_model.LearnedRewardModel.load(cfg.out_dir, batch_rows=4)
     pairs = _pairs(6, 7)  # 6 rows: two batches of 4, the second filled up with a copy
     prompts, responses = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
     got = model.score(prompts, responses)
-    rows = [rm.encode(model.tok, p, r) for p, r in zip(prompts, responses)]
+    rows = [reward_model.encode(model.tok, p, r) for p, r in zip(prompts, responses)]
     tokens, mask = model.tok.pad_batch(rows, left=False)  # tight padding, unlike score's buckets
-    want = np.asarray(rm.rm_scores(model.model_cfg, model.params, tokens, mask))
+    want = np.asarray(reward_model.rm_scores(model.model_cfg, model.params, tokens, mask))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert np.abs(np.asarray(model.params["head"]["w"])).max() > 0  # trained, not the zero init
 
 
 def test_helpfulness_sees_only_the_summary(trained):
-    model = rm.LearnedRewardModel.load(trained[0].out_dir)
+    model = reward_model.LearnedRewardModel.load(trained[0].out_dir)
     prompts = ["Name a fruit"] * 3
     outputs = ["<think> let me think </think> apple", "<think> now fine ok word word </think> apple",
                "<think> let me think </think> tiger"]
@@ -167,9 +169,9 @@ def test_bad_pairs_file_names_file_line_and_field(base_dir, tmp_path):
              ({**good[0], "chosen": "apple " * 200}, "prompt \\+ chosen is \\d+ tokens, more than max_len=128")]
     for bad, message in cases:
         path = _write(tmp_path / "pairs.jsonl", [good[0], good[1], bad, good[2]])
-        cfg = rm.RewardModelConfig(out_dir=str(tmp_path / "out"), base_dir=str(base_dir), pairs=str(path))
+        cfg = reward_model.RewardModelConfig(out_dir=str(tmp_path / "out"), base_dir=str(base_dir), pairs=str(path))
         with pytest.raises(ValueError, match=f"pairs.jsonl:3: {message}"):
-            rm.train_reward_model(cfg)
+            reward_model.train_reward_model(cfg)
     assert not (tmp_path / "out").exists()  # failed before writing anything
 
 
@@ -177,26 +179,30 @@ def test_resumed_run_equals_uninterrupted(base_dir, tmp_path):
     pairs = str(_write(tmp_path / "pairs.jsonl", _pairs(24, 3)))
 
     def run(name, steps):  # 4 pairs a step, 22 training pairs: step 6 starts epoch 2
-        return rm.train_reward_model(rm.RewardModelConfig(
-            out_dir=str(tmp_path / name), base_dir=str(base_dir), pairs=pairs, steps=steps, batch_size=4,
-            learning_rate=1e-3, eval_fraction=0.1, checkpoint_every=100))
+        return reward_model.train_reward_model(override_paths(reward_model.RewardModelConfig(
+            out_dir=str(tmp_path / name), base_dir=str(base_dir), pairs=pairs),
+            {"trainer.steps": steps, "batch_size": 4, "optim.learning_rate": 1e-3, "eval_fraction": 0.1,
+             "trainer.checkpoint_every": 100}))
 
     assert run("stopped", 3)["step"] == 3
     resumed, whole = run("stopped", 7), run("whole", 7)
     assert resumed["step"] == whole["step"] == 7
-    a, b = (rm.LearnedRewardModel.load(tmp_path / name).params for name in ("stopped", "whole"))
+    a, b = (reward_model.LearnedRewardModel.load(tmp_path / name).params for name in ("stopped", "whole"))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
     assert resumed["heldout_accuracy"] == whole["heldout_accuracy"]
-    base = checkpoint.restore_params(base_dir / "ckpt", rm.LearnedRewardModel.load(tmp_path / "whole").model_cfg)
+    whole_cfg = reward_model.LearnedRewardModel.load(tmp_path / "whole").model_cfg
+    base = checkpoint.restore_params(base_dir / "ckpt", whole_cfg)
     moved = np.abs(np.asarray(a["backbone"]["embed"]) - np.asarray(base["embed"])).max()
     assert moved > 1e-5  # the backbone is trained too, not only the head
 
 
 def test_batches_walk_each_epoch_through_every_training_pair_once():
     train_ids = np.array([3, 7, 8, 11, 12, 20, 21])  # the held-out ids (the others) never appear
-    drawn = np.concatenate([rm._batch(train_ids, step, 3, seed=5) for step in range(7)])  # 21 = 3 epochs
+    # 21 = 3 epochs
+    drawn = np.concatenate([reward_model.batch_indices(train_ids, s, 3, seed=5) for s in range(7)])
     for epoch in drawn.reshape(3, 7):
         assert sorted(epoch) == sorted(train_ids)
     assert len({tuple(e) for e in drawn.reshape(3, 7)}) == 3  # a new order every epoch
-    np.testing.assert_array_equal(rm._batch(train_ids, 4, 3, seed=5), drawn[12:15])  # a function of the step
+    # a function of the step
+    np.testing.assert_array_equal(reward_model.batch_indices(train_ids, 4, 3, seed=5), drawn[12:15])

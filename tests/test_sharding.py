@@ -1,12 +1,11 @@
 """Forward and one AdamW step on 8 simulated devices equal the single-device result."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from r1jax import sharding, train
-from r1jax.config import MeshConfig
+from r1jax.config import MeshConfig, OptimConfig
 from r1jax.model import forward
 
 MESHES = [(8, 1, 1), (1, 8, 1), (1, 2, 4), (2, 2, 2)]
@@ -24,7 +23,7 @@ def _batch(cfg, B=8, T=16):
 def reference(tiny_cfg):
     # Adam's first step lr * g / (|g| + eps) turns float noise of the sharded reduction order in a
     # near-zero gradient into up to lr-sized differences; lr 5e-4 keeps them below the 1e-5 bound
-    tx = train.make_optimizer(train.OptimConfig(learning_rate=5e-4, warmup_steps=0, schedule="constant"))
+    tx = train.make_optimizer(OptimConfig(learning_rate=5e-4, warmup_steps=0, schedule="constant"))
     state = train.init_state(tiny_cfg, tx, jax.random.key(0))
     batch = _batch(tiny_cfg)
     logits, _ = jax.jit(lambda p, b: forward(tiny_cfg, p, b["tokens"], mask=b["mask"]))(state.params, batch)

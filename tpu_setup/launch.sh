@@ -2,7 +2,7 @@
 # Start one command on every worker at once, in the background, from ~/r1jax with the venv
 # active; its output goes to ~/r1jax-run.log on each worker (follow it with logs.sh).
 #
-#   tpu_setup/launch.sh --name r1 --zone us-central2-b -- r1jax r1-zero --out-dir runs/r1zero ...
+#   tpu_setup/launch.sh --name r1 --zone us-central2-b -- r1jax grpo --config experiments/r1_zero_qwen_math_1_5b.py ...
 #
 # Every worker must run the same program: JAX on a pod is one process per host, and they
 # find each other through jax.distributed. The words after `--` are joined with spaces and
@@ -18,7 +18,7 @@ parse_args "--name NAME --zone ZONE [--project ID] [--foreground] [--dry-run] --
 check_name
 check_zone
 check_project
-((${#ARGS[@]})) || die "no command given: put it after '--', e.g. -- r1jax r1-zero --steps 10"
+((${#ARGS[@]})) || die "no command given: put it after '--', e.g. -- r1jax grpo --trainer.steps 10"
 
 job="${ARGS[*]}"
 if ((FOREGROUND)); then

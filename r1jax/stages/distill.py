@@ -1,7 +1,8 @@
 """Distillation beyond the paper: the student learns from the teacher's distribution, not only
 from its samples.
 
-The paper distils by plain SFT on teacher-written samples (`r1jax.pipeline.sft`). Two denser
+The paper distils by plain SFT on teacher-written samples (`r1jax.stages.lm.sft` on
+`r1jax.stages.collect`'s output). Two denser
 signals, both from the teacher's log-probs:
 
 - 'logits': on fixed SFT text, the student matches the teacher's next-token distribution (its
@@ -25,13 +26,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import tqdm
 
-from r1jax import checkpoint, data, report, sampling, train
-from r1jax.config import ModelConfig, from_dict
+from r1jax import checkpoint, data, runtime, sampling, train
+from r1jax.config import ModelConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
 from r1jax.model import count_params, forward
-from r1jax.pipeline import (_copy_tokenizer, _end_of_step, _mesh, _round_up, _stage_tokenizer, _stop_on_signals, encode_sft,
-                            prompt_ids, rollout, task_pool, to_host)
+from r1jax.stages.grpo import round_up
+from r1jax.stages.lm import encode_sft
+from r1jax.tasks import task_pool
 
 __all__ = ["DistillConfig", "distill", "teacher_topk", "check_same_tokenizer"]
 
@@ -47,28 +48,25 @@ class DistillConfig:
     student_dir: str = "runs/base"  # the student's own base, any size: the same tokenizer, and ckpt/
     mode: str = "on-policy"  # 'logits' (teacher top-k on SFT text) or 'on-policy' (student samples, teacher scores)
     data: str = ""  # logits mode: an SFT JSONL of {"prompt", "response"}
-    families: str = "world"  # on-policy mode: task families of the prompts (pipeline.task_pool), e.g. 'world:language=both'
+    families: str = "world"  # on-policy mode: task families of the prompts (r1jax.tasks.task_pool)
     n_prompts: int = 4000  # on-policy mode: generated prompts per family (drawn in a seeded order, then reused)
     top_k: int = 16  # logits mode: teacher tokens kept per position
-    steps: int = 100
     batch_size: int = 16  # logits mode: packed rows of seq_len tokens; on-policy mode: prompts, one sample each
     seq_len: int = 256  # logits mode
-    learning_rate: float = 3e-4
-    max_new_tokens: int = 160
-    max_prompt_tokens: int = 32  # the world's template is one token each side of the question
-    temperature: float = 1.0  # of both distributions (and of the student's sampling in on-policy mode)
-    checkpoint_every: int = 50
-    seed: int = 0
-    mesh: str = ""
+    trainer: TrainerConfig = TrainerConfig(steps=100, checkpoint_every=50)
+    optim: OptimConfig = OptimConfig(learning_rate=3e-4, schedule="constant", weight_decay=0.0)
+    # rollout.temperature is that of both distributions (and of the student's sampling in on-policy mode)
+    rollout: RolloutConfig = RolloutConfig()
+    model: ModelOverrides = ModelOverrides()  # the student's execution settings
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"DistillConfig.mode must be one of {MODES}, got {self.mode!r}")
         if self.mode == "logits" and not self.data:
             raise ValueError("DistillConfig.data: mode 'logits' needs an SFT JSONL of {\"prompt\", \"response\"}")
-        if self.temperature <= 0 or self.top_k < 1:
-            raise ValueError(f"DistillConfig: need temperature > 0 and top_k >= 1, got temperature={self.temperature}, "
-                             f"top_k={self.top_k}")
+        if self.rollout.temperature <= 0 or self.top_k < 1:
+            raise ValueError(f"DistillConfig: need rollout.temperature > 0 and top_k >= 1, got "
+                             f"temperature={self.rollout.temperature}, top_k={self.top_k}")
 
 
 def check_same_tokenizer(teacher, student) -> None:
@@ -95,70 +93,56 @@ def teacher_topk(model_cfg: ModelConfig, params, batch: dict, *, k: int, tempera
     return values, ids
 
 
-def _model_config(stage_dir: Path) -> ModelConfig:
-    return from_dict(ModelConfig, checkpoint.read_run_config(stage_dir / "ckpt")["model"])
-
-
 def distill(cfg: DistillConfig) -> dict:
     """Train (or resume) a student from `cfg.student_dir` on a frozen teacher from `cfg.teacher_dir`.
     Writes ckpt/, metrics.jsonl, the tokenizer and summary.json in `cfg.out_dir`."""
     out, teacher_dir, student_dir = Path(cfg.out_dir), Path(cfg.teacher_dir), Path(cfg.student_dir)
-    tok = _stage_tokenizer(student_dir)
-    check_same_tokenizer(_stage_tokenizer(teacher_dir), tok)
-    teacher_cfg, student_cfg = _model_config(teacher_dir), _model_config(student_dir)
+    tok = runtime.stage_tokenizer(student_dir)
+    check_same_tokenizer(runtime.stage_tokenizer(teacher_dir), tok)
+    teacher_cfg = runtime.stage_model_config(teacher_dir)
+    student_cfg = runtime.stage_model_config(student_dir, cfg.model)
     for who, mc in (("teacher", teacher_cfg), ("student", student_cfg)):
         if mc.vocab_size < tok.vocab_size:
             raise ValueError(f"the {who}'s model has {mc.vocab_size} vocabulary rows, fewer than the "
                              f"{tok.vocab_size} tokens of {tok.path}")
     out.mkdir(parents=True, exist_ok=True)
-    _copy_tokenizer(student_dir, out)
+    runtime.copy_tokenizer(student_dir, out)
 
-    tx = train.make_optimizer(train.OptimConfig(learning_rate=cfg.learning_rate, warmup_steps=0, schedule="constant",
-                                                weight_decay=0.0, total_steps=cfg.steps))
-    mesh = _mesh(cfg.mesh)
+    tx = train.make_optimizer(cfg.optim, total_steps=cfg.trainer.steps)
+    mesh = runtime.make_mesh(cfg.trainer.mesh)
     state_sh = train.state_shardings(mesh, student_cfg, tx)
     teacher_params = checkpoint.restore_params(teacher_dir / "ckpt", teacher_cfg, mesh)
 
     # "model" is the student's config, so later stages read this checkpoint like any other stage's
     ckpt = checkpoint.Checkpointer(out / "ckpt", {"model": student_cfg, "teacher_model": teacher_cfg, "distill": cfg})
-    restored = ckpt.restore(train.abstract_state(mesh, student_cfg, tx)) if ckpt.latest_step() is not None else None
-    if restored is None:
-        params = checkpoint.restore_params(student_dir / "ckpt", student_cfg, mesh)
-        state = jax.jit(lambda p: train.init_state(student_cfg, tx, None, params=p), out_shardings=state_sh)(params)
-    else:
-        state = restored.state
-        print(f"resumed from {ckpt.directory}/{restored.step}")
-    make = _logits_mode if cfg.mode == "logits" else _on_policy_mode
-    step_fn, data_state = make(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx,
-                               None if restored is None else restored.data_state)
 
-    start = int(state.step)
+    def init():
+        params = checkpoint.restore_params(student_dir / "ckpt", student_cfg, mesh)
+        return jax.jit(lambda p: train.init_state(student_cfg, tx, None, params=p), out_shardings=state_sh)(params)
+
+    state, restored = runtime.resume_or_init(ckpt, train.abstract_state(mesh, student_cfg, tx), init)
+    make = _logits_mode if cfg.mode == "logits" else _on_policy_mode
+    update, data_state = make(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx,
+                              None if restored is None else restored.data_state)
+
+    def step_fn(state, step):
+        # every step is logged: the KL curve is what a distillation run is read by, and a
+        # teacher forward per step already costs far more than fetching a few scalars
+        t0 = time.time()
+        state, m = update(state, step)
+        m = {k: float(v) for k, v in jax.device_get(m).items()}
+        return state, {**m, "learning_rate": cfg.optim.learning_rate, "time_step": time.time() - t0}
+
     kl_name = "forward_kl" if cfg.mode == "logits" else "reverse_kl"
-    writer = report.MetricsWriter(out)
-    summary: dict = {}
-    try:
-        with _stop_on_signals() as stop, tqdm.tqdm(total=cfg.steps, initial=start, desc=f"distill ({cfg.mode})",
-                                                   unit="step", dynamic_ncols=True) as bar:
-            for step in range(start, cfg.steps):
-                t0 = time.time()
-                state, m = step_fn(state, step)
-                # every step is logged: the KL curve is what a distillation run is read by, and a
-                # teacher forward per step already costs far more than fetching a few scalars
-                m = {k: float(v) for k, v in jax.device_get(m).items()}
-                m.update(learning_rate=cfg.learning_rate, time_step=time.time() - t0)
-                writer.write(step + 1, m)
-                bar.set_postfix(kl=f"{m[kl_name]:.3f}")
-                bar.update(1)
-                summary = {"step_metrics": m}
-                if _end_of_step(step, cfg.steps, cfg.checkpoint_every, stop,
-                                lambda: ckpt.save(state, data_state=data_state(step + 1))):
-                    break
-    finally:
-        ckpt.close()
-        writer.close()
+    state, last = runtime.run_loop(state, step_fn, out=out, ckpt=ckpt,
+                                   save=lambda s, next_step: {"data_state": data_state(next_step)},
+                                   trainer=cfg.trainer, steps=cfg.trainer.steps, start=int(state.step),
+                                   desc=f"distill ({cfg.mode})", postfix={"kl": (kl_name, ".3f")})
     summary = {"step": int(state.step), "mode": cfg.mode, "params": count_params(state.params),
                "teacher_params": count_params(teacher_params), "checkpoint": str(ckpt.directory),
-               "tokenizer": str(out / tok.path.name), **summary}
+               "tokenizer": str(out / tok.path.name)}
+    if last:
+        summary["step_metrics"] = last
     if jax.process_index() == 0:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -169,7 +153,7 @@ def _logits_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state
     encoded = encode_sft(cfg.data, tok, cfg.seq_len, "DistillConfig.seq_len")
     examples, loss_from = [e for e, _ in encoded], [a for _, a in encoded]
     batches = data.lm_batches(examples, seq_len=cfg.seq_len, batch_size=cfg.batch_size, pad_id=tok.pad_id,
-                              seed=cfg.seed, loss_from=loss_from, pack=True)
+                              seed=cfg.trainer.seed, loss_from=loss_from, pack=True)
     iterator = iter(batches)
     if data_state is not None:
         iterator.set_state(data_state)
@@ -179,11 +163,11 @@ def _logits_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state
                    teacher_topk_idx=np.zeros((B, T, cfg.top_k), np.int32))
     batch_sh = train.batch_shardings(mesh, example)
     # The teacher's output goes straight into the step, so it is laid out as the step expects.
-    topk = jax.jit(functools.partial(teacher_topk, teacher_cfg, k=cfg.top_k, temperature=cfg.temperature,
+    topk = jax.jit(functools.partial(teacher_topk, teacher_cfg, k=cfg.top_k, temperature=cfg.rollout.temperature,
                                      vocab=tok.vocab_size),
                    out_shardings=(batch_sh["teacher_topk_logp"], batch_sh["teacher_topk_idx"]))
     update = train.compile_step(functools.partial(train.logit_distill_step, model_cfg=student_cfg, tx=tx,
-                                                  temperature=cfg.temperature), mesh, state_sh, batch_sh)
+                                                  temperature=cfg.rollout.temperature), mesh, state_sh, batch_sh)
 
     def step_fn(state, step):
         # one global array per field (each host holds its rows), read by the teacher and the step alike
@@ -198,33 +182,32 @@ def _logits_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state
 def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx, data_state):
     """(step_fn(state, step) -> (state, metrics), data_state(next_step)) for mode 'on-policy'.
     The prompts and the sampling key are functions of the step, so there is no data state to restore."""
-    pool = task_pool(cfg.families, cfg.n_prompts, cfg.seed)
-    order = np.random.default_rng(cfg.seed).permutation(len(pool))
-    B, N, P = cfg.batch_size, cfg.max_new_tokens, cfg.max_prompt_tokens
-    prompt_ids(tok, pool, P)  # a prompt too long for P fails now, not at the step that draws it
-    sampler = sampling.make_sampler(student_cfg, sampling.SamplingConfig(
-        max_new_tokens=N, temperature=cfg.temperature, stop_tokens=(tok.eos_id,), pad_id=tok.pad_id), mesh=mesh)
+    pool = task_pool(cfg.families, cfg.n_prompts, cfg.trainer.seed)
+    order = np.random.default_rng(cfg.trainer.seed).permutation(len(pool))
+    B, N, P, T = cfg.batch_size, cfg.rollout.max_new_tokens, cfg.rollout.max_prompt_tokens, cfg.rollout.temperature
+    sampling.prompt_ids(tok, pool, P)  # a prompt too long for P fails now, not at the step that draws it
+    sampler = sampling.rollout_sampler(student_cfg, cfg.rollout, tok, mesh=mesh)
     example = {"tokens": np.zeros((B, P + N), np.int32), "mask": np.zeros((B, P + N), bool),
                **{k: np.zeros((B, N), np.float32) for k in ("completion_mask", "old_logp", "teacher_logp")}}
     update = train.compile_step(functools.partial(train.on_policy_distill_step, model_cfg=student_cfg, tx=tx,
-                                                  temperature=cfg.temperature),
+                                                  temperature=T),
                                 mesh, state_sh, train.batch_shardings(mesh, example), batch_is_global=True)
-    score = jax.jit(lambda p, t, m, n: train.completion_logprobs(teacher_cfg, p, t, m, n, cfg.temperature)[0],
-                    static_argnums=3)
-    base_key = jax.random.key(cfg.seed)
+    score = jax.jit(lambda p, t, m, n: train.completion_logprobs(teacher_cfg, p, t, m, n, T)[0], static_argnums=3)
+    base_key = jax.random.key(cfg.trainer.seed)
 
     def step_fn(state, step):
         examples = [pool[order[(step * B + i) % len(pool)]] for i in range(B)]
-        prompts, pmask, roll, _ = rollout(sampler, state.params, tok, examples, P, jax.random.fold_in(base_key, step))
+        key = jax.random.fold_in(base_key, step)
+        prompts, pmask, roll, _ = sampling.rollout(sampler, state.params, tok, examples, P, key)
         lengths = np.asarray(roll.lengths)
         # only the columns some rollout uses, rounded up so that a handful of shapes compile
-        n_used, p_used = _round_up(int(lengths.max()), N), _round_up(int(pmask.sum(1).max()), P)
+        n_used, p_used = round_up(int(lengths.max()), N), round_up(int(pmask.sum(1).max()), P)
         cmask = (np.arange(n_used)[None] < lengths[:, None]).astype(np.float32)
         tokens = np.concatenate([prompts[:, P - p_used:], roll.tokens[:, :n_used]], 1)
         mask = np.concatenate([pmask[:, P - p_used:], cmask > 0], 1)
         batch = {"tokens": tokens, "mask": mask, "completion_mask": cmask,
                  "old_logp": np.asarray(roll.logprobs)[:, :n_used],
-                 "teacher_logp": to_host(score(teacher_params, tokens, mask, n_used))}
+                 "teacher_logp": sampling.to_host(score(teacher_params, tokens, mask, n_used))}
         state, m = update(state, batch)
         return state, {**m, "response_length_mean": float(lengths.mean()),
                        "truncation_rate": float(np.asarray(roll.truncated).mean())}

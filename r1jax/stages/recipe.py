@@ -1,7 +1,6 @@
 """The whole DeepSeek-R1 recipe on the embedded CPU world, stage by stage, and the paper's
-comparisons in miniature. Every stage is a function of `r1jax.pipeline` (or `r1jax.rm`,
-`r1jax.distill`) that reads the previous stage's directory and resumes on its own; this file
-only wires them together and measures.
+comparisons in miniature. Every stage is a function of `r1jax.stages` that reads the previous
+stage's directory and resumes on its own; this file only wires them together and measures.
 
     base/            pretrain: tokenizer + bilingual base (world problems in English and Chinese)
     r1zero/          R1-Zero from the base (accuracy + format)            -> cold_start.jsonl
@@ -28,8 +27,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from r1jax import checkpoint, pipeline
-from r1jax.config import ModelConfig, from_dict
+from r1jax import checkpoint, runtime
+from r1jax.config import GRPOConfig, RolloutConfig, TrainerConfig
+from r1jax.stages.collect import CollectConfig, collect
+from r1jax.stages.distill import DistillConfig, distill
+from r1jax.stages.grpo import RLConfig, grpo
+from r1jax.stages.lm import PretrainConfig, SFTConfig, pretrain, sft
+from r1jax.stages.reward_model import RewardModelConfig, train_reward_model
+from r1jax.stages.world import evaluate_policy
+from r1jax.tasks.general import preference_pairs
+from r1jax.tasks.sft import read_sft_jsonl
+from r1jax.tasks.world import world_heldout
 
 __all__ = ["R1Config", "r1", "r1_table", "plot_r1", "running_mean", "first_step_reaching"]
 
@@ -48,7 +56,6 @@ class R1Config:
     rl_all_steps: int = 8  # stage 6
     student_rl_steps: int = 15  # Table 6's "RL on the small model"
     prompts_per_step: int = 16
-    group_size: int = 8
     cold_start_prompts: int = 512
     cold_start_epochs: float = 6.0  # the sets are small (hundreds of records): more passes than the paper's 2-3
     sft_epochs: float = 4.0
@@ -64,6 +71,7 @@ class R1Config:
     eval_samples: int = 8
     seed: int = 0
     mesh: str = ""
+    grpo: GRPOConfig = GRPOConfig(group_size=8)  # every RL stage's objective (beta, clip, ...) and group size
 
 
 FAMILY = "world:language=both"
@@ -83,14 +91,13 @@ def first_step_reaching(curve: list[float], level: float) -> int | None:
 
 def r1(cfg: R1Config) -> dict:
     """Run (or resume) every stage; writes r1.json and r1.md in `out_dir`."""
-    from r1jax import rm
-    from r1jax.tasks.general import preference_pairs
-    from r1jax.tasks.sft import read_sft_jsonl
-
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     minutes: dict[str, float] = {}
-    Q, G, N = cfg.prompts_per_step, cfg.group_size, cfg.max_new_tokens
+    Q, N = cfg.prompts_per_step, cfg.max_new_tokens
+
+    def trainer(default: TrainerConfig, steps: int = 0) -> TrainerConfig:
+        return dataclasses.replace(default, steps=steps or default.steps, seed=cfg.seed, mesh=cfg.mesh)
 
     def timed(name, fn, *args):
         t0 = time.time()
@@ -98,38 +105,40 @@ def r1(cfg: R1Config) -> dict:
         minutes[name] = minutes.get(name, 0.0) + (time.time() - t0) / 60
         # a stage that a signal stopped returns early with its checkpoint saved (SFT's summary
         # holds the step count it computed from its epochs)
-        if "step" in result and result["step"] < result.get("steps", getattr(args[0], "steps", 0)):
+        if "step" in result and result["step"] < result.get("steps", getattr(getattr(args[0], "trainer", None),
+                                                                              "steps", 0)):
             raise KeyboardInterrupt(f"stage {name} stopped at step {result['step']}; rerun to resume")
         return result
 
-    def grpo(name, init, steps, rewards, families=FAMILY, **kw):
-        c = pipeline.R1ZeroConfig(out_dir=str(out / name), base_dir=str(init), families=families, steps=steps,
-                                  prompts_per_step=Q, group_size=G, max_new_tokens=N, reward_weights=rewards,
-                                  seed=cfg.seed, mesh=cfg.mesh, **kw)
-        timed(name, pipeline.r1_zero, c)
+    def rl(name, init, steps, rewards, families=FAMILY, temperature=1.0, max_prompt_tokens=32, **kw):
+        timed(name, grpo, RLConfig(
+            out_dir=str(out / name), base_dir=str(init), families=families, prompts_per_step=Q, reward_weights=rewards,
+            trainer=trainer(RLConfig.trainer, steps), grpo=cfg.grpo,
+            rollout=RolloutConfig(temperature=temperature, max_new_tokens=N, max_prompt_tokens=max_prompt_tokens),
+            **kw))
         return out / name
 
     def gather(name, policy, n, **kw):
         path = out / f"{name}.jsonl"
         if not path.exists():  # written atomically at the end: present means complete
-            timed(name, pipeline.collect, pipeline.CollectConfig(
-                out=str(path), policy_dir=str(policy), families=FAMILY, n_prompts=n, max_new_tokens=N,
-                seed=cfg.seed + 101, mesh=cfg.mesh, **kw))
+            timed(name, collect, CollectConfig(
+                out=str(path), policy_dir=str(policy), families=FAMILY, n_prompts=n,
+                rollout=dataclasses.replace(CollectConfig.rollout, max_new_tokens=N), seed=cfg.seed + 101,
+                mesh=cfg.mesh, **kw))
         return path
 
     def fine_tune(name, init, data, epochs):
-        timed(name, pipeline.sft, pipeline.SFTConfig(out_dir=str(out / name), init_dir=str(init), data=str(data),
-                                                      epochs=epochs, batch_size=cfg.sft_batch, seed=cfg.seed,
-                                                      mesh=cfg.mesh))
+        timed(name, sft, SFTConfig(out_dir=str(out / name), init_dir=str(init), data=str(data), epochs=epochs,
+                                   batch_size=cfg.sft_batch, trainer=trainer(SFTConfig.trainer)))
         return out / name
 
-    pre = pipeline.PretrainConfig(out_dir=str(out / "base"), model=cfg.model, steps=cfg.pretrain_steps,
-                                  language="both", seed=cfg.seed, mesh=cfg.mesh)
-    timed("pretrain", pipeline.pretrain, pre)
+    pre = PretrainConfig(out_dir=str(out / "base"), preset=cfg.model, language="both",
+                         trainer=trainer(PretrainConfig.trainer, cfg.pretrain_steps))
+    timed("pretrain", pretrain, pre)
     base = out / "base"
 
     # R1-Zero, then its correct and readable samples rewritten into the cold-start format (stage 1)
-    zero = grpo("r1zero", base, cfg.zero_steps, "accuracy=1,format=1")
+    zero = rl("r1zero", base, cfg.zero_steps, "accuracy=1,format=1")
     if cfg.cold_start_data:
         read_sft_jsonl(cfg.cold_start_data, cold_start=True)  # file:line errors before any training
         cold_data = Path(cfg.cold_start_data)
@@ -139,8 +148,8 @@ def r1(cfg: R1Config) -> dict:
     # Stage 3, and the ablation without the language reward. The paper's clip ratio of 10 for
     # this stage goes with its lr of 3e-6; at this world's lr of 1e-4 it let four updates move
     # the policy to a KL of 1.1 from the reference within the first step, so the clip stays 0.2.
-    reasoning = grpo("reasoning_rl", cold, cfg.reasoning_steps, "accuracy=1,format_r1=1,language=1")
-    no_lang = grpo("ablation_no_language", cold, cfg.reasoning_steps, "accuracy=1,format_r1=1")
+    reasoning = rl("reasoning_rl", cold, cfg.reasoning_steps, "accuracy=1,format_r1=1,language=1")
+    no_lang = rl("ablation_no_language", cold, cfg.reasoning_steps, "accuracy=1,format_r1=1")
     rejection = gather("rejection", reasoning, cfg.rejection_prompts, general=cfg.general_records)  # stage 4
     sft_dir = fine_tune("sft", base, rejection, cfg.sft_epochs)  # stage 5
 
@@ -148,33 +157,32 @@ def r1(cfg: R1Config) -> dict:
     if not pairs.exists():
         pairs.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n"
                                  for p in preference_pairs(512, cfg.seed + 3, language="both")))
-    timed("rm", rm.train_reward_model, rm.RewardModelConfig(out_dir=str(out / "rm"), base_dir=str(sft_dir),
-                                                           pairs=str(pairs), steps=cfg.rm_steps, seed=cfg.seed,
-                                                           mesh=cfg.mesh))
-    rl_all = grpo("rl_all", sft_dir, cfg.rl_all_steps,
+    timed("rm", train_reward_model, RewardModelConfig(out_dir=str(out / "rm"), base_dir=str(sft_dir), pairs=str(pairs),
+                                                     trainer=trainer(RewardModelConfig.trainer, cfg.rm_steps)))
+    rl_all = rl("rl_all", sft_dir, cfg.rl_all_steps,
                   "accuracy=1,format_r1=1,language=1,helpfulness=1,harmlessness=1",
                   families=FAMILY + ",general:n=1000", reward_model=str(out / "rm"), temperature=0.7,
                   max_prompt_tokens=64)  # stage 6; general requests run to ~45 tokens in the template
 
     # Stage 7: distillation into a smaller student with its own pretrained initialisation,
     # against RL on that student directly (the paper's Table 6)
-    student_pre = pipeline.PretrainConfig(out_dir=str(out / "student_base"), model=cfg.student_model,
-                                          steps=cfg.student_pretrain_steps, language="both",
-                                          tokenizer=str(base / "tokenizer.model"), seed=cfg.seed, mesh=cfg.mesh)
-    timed("student_pretrain", pipeline.pretrain, student_pre)
+    student_pre = PretrainConfig(out_dir=str(out / "student_base"), preset=cfg.student_model, language="both",
+                                 tokenizer=str(base / "tokenizer.model"),
+                                 trainer=trainer(PretrainConfig.trainer, cfg.student_pretrain_steps))
+    timed("student_pretrain", pretrain, student_pre)
     distill_data = gather("distill", rl_all, cfg.distill_prompts, general=cfg.general_records)
     students = {"student_sft": fine_tune("student_sft", out / "student_base", distill_data, cfg.sft_epochs)}
     for mode in filter(None, cfg.distill_modes.split(",")):
-        from r1jax import distill
         name = "student_" + mode.replace("-", "_")
-        timed(name, distill.distill, distill.DistillConfig(
+        timed(name, distill, DistillConfig(
             out_dir=str(out / name), teacher_dir=str(rl_all), student_dir=str(out / "student_base"), mode=mode,
-            data=str(distill_data), families=FAMILY, max_new_tokens=N, seed=cfg.seed, mesh=cfg.mesh))
+            data=str(distill_data), families=FAMILY, rollout=RolloutConfig(max_new_tokens=N),
+            trainer=trainer(DistillConfig.trainer)))
         students[name] = out / name
-    student_rl = grpo("student_rl", out / "student_base", cfg.student_rl_steps, "accuracy=1,format=1")
+    student_rl = rl("student_rl", out / "student_base", cfg.student_rl_steps, "accuracy=1,format=1")
 
     # Held-out evaluation of every stage on the world's test split, which no pool above holds
-    heldout = pipeline.world_heldout(cfg.eval_problems, cfg.seed, language="both")
+    heldout = world_heldout(cfg.eval_problems, cfg.seed, language="both")
     stages = {"base": (base, "format"), "r1zero": (zero, "format"), "cold_sft": (cold, "format_r1"),
               "reasoning_rl": (reasoning, "format_r1"), "ablation_no_language": (no_lang, "format_r1"),
               "sft": (sft_dir, "format_r1"), "rl_all": (rl_all, "format_r1"),
@@ -183,11 +191,10 @@ def r1(cfg: R1Config) -> dict:
     results = {}
     t0 = time.time()
     for name, (directory, fmt) in stages.items():
-        model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(directory / "ckpt")["model"])
+        model_cfg = runtime.stage_model_config(directory)
         params = checkpoint.restore_params(directory / "ckpt", model_cfg)
-        results[name] = pipeline.evaluate_policy(
-            model_cfg, params, pipeline._stage_tokenizer(directory), heldout, samples=cfg.eval_samples,
-            max_new_tokens=N, format_reward=fmt, seed=cfg.seed)
+        results[name] = evaluate_policy(model_cfg, params, runtime.stage_tokenizer(directory), heldout,
+                                        samples=cfg.eval_samples, max_new_tokens=N, format_reward=fmt, seed=cfg.seed)
         results[name]["params"] = sum(x.size for x in jax.tree.leaves(params))
     minutes["evaluation"] = (time.time() - t0) / 60
 
@@ -196,9 +203,11 @@ def r1(cfg: R1Config) -> dict:
     zero_curve = running_mean(zero / "metrics.jsonl", "accuracy")
     cold_curve = running_mean(no_lang / "metrics.jsonl", "accuracy")
     best = max(zero_curve)
-    result = {"stages": results, "minutes": minutes, "heldout": [ex.prompt for ex in heldout], "cold_start_vs_r1_zero": {
-        "r1_zero_best_train_accuracy": best, "r1_zero_steps": first_step_reaching(zero_curve, best),
-        "cold_start_steps": first_step_reaching(cold_curve, best), "cold_start_best_train_accuracy": max(cold_curve)}}
+    comparison = {"r1_zero_best_train_accuracy": best, "r1_zero_steps": first_step_reaching(zero_curve, best),
+                  "cold_start_steps": first_step_reaching(cold_curve, best),
+                  "cold_start_best_train_accuracy": max(cold_curve)}
+    result = {"stages": results, "minutes": minutes, "heldout": [ex.prompt for ex in heldout],
+              "cold_start_vs_r1_zero": comparison}
     (out / "r1.json").write_text(json.dumps(result, indent=2))
     (out / "r1.md").write_text(r1_table(result))
     if jax.process_index() == 0:
@@ -257,8 +266,8 @@ def r1_table(result: dict) -> str:
     cost = {"student_rl": m.get("student_rl", 0.0), "student_sft": m.get("student_sft", 0.0) + m.get("distill", 0.0)}
     lines += ["", "Table 6 in miniature (student pass@1; minutes of student training, the distilled ones plus the "
               "teacher's sampling of the set): "
-              + ", ".join(f"{k} {s[k]['pass@1']:.3f}" + (f" ({cost.get(k, m.get(k, 0.0)):.1f} min)" if k != "student_base"
-                                                         else "")
+              + ", ".join(f"{k} {s[k]['pass@1']:.3f}"
+                          + (f" ({cost.get(k, m.get(k, 0.0)):.1f} min)" if k != "student_base" else "")
                           for k in ["student_base", "student_rl", *students]) + "."]
     lines += [f"Language-consistency reward: mixing {s['reasoning_rl']['mixing']:.3f} with, "
               f"{s['ablation_no_language']['mixing']:.3f} without; pass@1 {s['reasoning_rl']['pass@1']:.3f} with, "

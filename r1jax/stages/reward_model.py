@@ -20,7 +20,6 @@ import functools
 import hashlib
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -28,18 +27,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tqdm
 from jax.sharding import Mesh
 
-from r1jax import checkpoint, losses, report, sharding, train
-from r1jax.config import ModelConfig, from_dict
+from r1jax import checkpoint, losses, runtime, sharding, train
+from r1jax.config import ModelConfig, ModelOverrides, OptimConfig, TrainerConfig, from_dict
 from r1jax.model import forward, param_axes, param_shapes
-from r1jax.pipeline import _end_of_step, _mesh, _stop_on_signals
 from r1jax.tasks.benchmarks import jsonl_objects
 from r1jax.tokenizer import load_tokenizer, render_r1_zero
 
 __all__ = ["rm_param_axes", "abstract_rm_params", "rm_scores", "rm_train_step", "encode", "score_rows",
-           "read_pairs", "RewardModelConfig", "train_reward_model", "LearnedRewardModel"]
+           "read_pairs", "batch_indices", "RewardModelConfig", "train_reward_model", "LearnedRewardModel"]
 
 
 def rm_param_axes(model_cfg: ModelConfig) -> dict:
@@ -79,11 +76,7 @@ def rm_train_step(state: train.TrainState, batch: dict, *, model_cfg: ModelConfi
         n = scores.shape[0] // 2
         return losses.bradley_terry_loss(scores[:n], scores[n:])
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
-    return train.TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return train.apply_gradients(state, tx, loss_fn)
 
 
 def encode(tok, prompt: str, response: str) -> list[int]:
@@ -144,22 +137,22 @@ class RewardModelConfig:
     out_dir: str = "runs/rm"
     base_dir: str = "runs/base"  # tokenizer.model and ckpt/ (e.g. a `pretrain` or SFT output)
     pairs: str = "pairs.jsonl"  # one {"prompt", "chosen", "rejected"} object a line
-    steps: int = 200
     batch_size: int = 16  # pairs a step (2 * batch_size rows)
-    learning_rate: float = 1e-4
     max_len: int = 128  # tokens of template + response; a longer pair is an error naming its line
     eval_fraction: float = 0.1  # pairs held out (never trained on) for the final accuracy
-    checkpoint_every: int = 100
-    log_every: int = 10  # steps between metrics.jsonl lines (each one waits for the device)
-    seed: int = 0
-    mesh: str = ""  # e.g. 'data=2,fsdp=2,tensor=2'; default: all devices on 'data'
+    trainer: TrainerConfig = TrainerConfig(steps=200, checkpoint_every=100, log_every=10)
+    # constant learning rate: a finished run extended with more steps equals one started with them
+    optim: OptimConfig = OptimConfig(learning_rate=1e-4, schedule="constant", weight_decay=0.0)
+    model: ModelOverrides = ModelOverrides()
 
     def __post_init__(self):
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"RewardModelConfig.eval_fraction must be in (0, 1), got {self.eval_fraction}")
-        for name in ("steps", "batch_size", "max_len", "checkpoint_every", "log_every"):
+        for name in ("batch_size", "max_len"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"RewardModelConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.trainer.steps <= 0:
+            raise ValueError(f"RewardModelConfig.trainer.steps must be positive, got {self.trainer.steps}")
 
 
 def _encoded_pairs(cfg: RewardModelConfig, tok) -> tuple[list[list[int]], list[list[int]]]:
@@ -174,7 +167,7 @@ def _encoded_pairs(cfg: RewardModelConfig, tok) -> tuple[list[list[int]], list[l
     return chosen, rejected
 
 
-def _batch(train_ids: np.ndarray, step: int, batch_size: int, seed: int) -> np.ndarray:
+def batch_indices(train_ids: np.ndarray, step: int, batch_size: int, seed: int) -> np.ndarray:
     """The pair indices of `step`: the steps walk through one seeded shuffle of the training
     pairs per epoch, so a batch is a function of the step alone (exact resume)."""
     epochs, offsets = np.divmod(step * batch_size + np.arange(batch_size), len(train_ids))
@@ -185,74 +178,61 @@ def _batch(train_ids: np.ndarray, step: int, batch_size: int, seed: int) -> np.n
 def train_reward_model(cfg: RewardModelConfig) -> dict:
     """Train (or resume) a reward model; writes ckpt/, tokenizer.model, metrics.jsonl and
     summary.json (held-out pair accuracy) in `cfg.out_dir`. Returns the summary."""
-    out, base = Path(cfg.out_dir), Path(cfg.base_dir)
+    out, base, seed = Path(cfg.out_dir), Path(cfg.base_dir), cfg.trainer.seed
     tok = load_tokenizer(base / "tokenizer.model")
     chosen, rejected = _encoded_pairs(cfg, tok)  # before any model work: a bad file fails fast
     n = len(chosen)
-    order = np.random.default_rng(cfg.seed).permutation(n)
+    order = np.random.default_rng(seed).permutation(n)
     n_eval = max(1, round(n * cfg.eval_fraction))
     eval_ids, train_ids = order[:n_eval], order[n_eval:]
     if len(train_ids) == 0:
         raise ValueError(f"{cfg.pairs}: {n} pair(s) leave none for training after holding out {n_eval}")
     out.mkdir(parents=True, exist_ok=True)
 
-    model_cfg = from_dict(ModelConfig, checkpoint.read_run_config(base / "ckpt")["model"])
-    # constant learning rate: a finished run extended with more steps equals one started with them
-    tx = train.make_optimizer(train.OptimConfig(learning_rate=cfg.learning_rate, schedule="constant",
-                                                weight_decay=0.0))
-    mesh = _mesh(cfg.mesh)
+    model_cfg = runtime.stage_model_config(base, cfg.model)
+    tx = train.make_optimizer(cfg.optim)
+    mesh = runtime.make_mesh(cfg.trainer.mesh)
     state_sh = train.state_shardings(mesh, model_cfg, tx, params=abstract_rm_params(model_cfg),
                                      axes=rm_param_axes(model_cfg))
 
     # `steps` is left out of the run config so that a run can be resumed with more steps; the
     # file's hash is in it because the held-out split depends on the pairs' content.
-    run_config = {"model": model_cfg, "reward_model": {**dataclasses.asdict(cfg), "steps": None},
-                  "pairs_sha256": hashlib.sha256(Path(cfg.pairs).read_bytes()).hexdigest()}
+    run_config = {"model": model_cfg, "reward_model": {**dataclasses.asdict(cfg), "trainer": {
+        **dataclasses.asdict(cfg.trainer), "steps": None}},
+        "pairs_sha256": hashlib.sha256(Path(cfg.pairs).read_bytes()).hexdigest()}
     ckpt = checkpoint.Checkpointer(out / "ckpt", run_config)  # refuses another run's directory
     shutil.copy(base / "tokenizer.model", out / "tokenizer.model")
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                             jax.eval_shape(lambda p: train.init_state(model_cfg, tx, None, params=p),
                                            abstract_rm_params(model_cfg)), state_sh)
-    restored = ckpt.restore(abstract)
-    if restored is None:
+
+    def init():
         head = {"w": jnp.zeros((model_cfg.d_model,), jnp.float32), "b": jnp.zeros((), jnp.float32)}
         params = {"backbone": checkpoint.restore_params(base / "ckpt", model_cfg, mesh), "head": head}
-        state = jax.jit(lambda p: train.init_state(model_cfg, tx, None, params=p), out_shardings=state_sh)(params)
-    else:
-        state = restored.state
-        print(f"resumed from {ckpt.directory}/{restored.step}")
+        return jax.jit(lambda p: train.init_state(model_cfg, tx, None, params=p), out_shardings=state_sh)(params)
+
+    state, _ = runtime.resume_or_init(ckpt, abstract, init)
 
     # every row is padded to the longest of the file: one compiled shape for the whole run
     length = max(len(r) for r in chosen + rejected)
 
     def batch_at(step: int) -> dict:
-        ids = _batch(train_ids, step, cfg.batch_size, cfg.seed)
+        ids = batch_indices(train_ids, step, cfg.batch_size, seed)
         tokens, mask = tok.pad_batch([chosen[i] for i in ids] + [rejected[i] for i in ids], length, left=False)
         return {"tokens": tokens, "mask": mask}
 
-    step_fn = train.compile_step(lambda s, b: rm_train_step(s, b, model_cfg=model_cfg, tx=tx), mesh, state_sh,
-                                 train.batch_shardings(mesh, batch_at(0)), batch_is_global=True)
-    start_step = int(state.step)
-    writer = report.MetricsWriter(out)
-    t0 = time.time()
-    try:
-        with _stop_on_signals() as stop, tqdm.tqdm(
-                total=cfg.steps, initial=start_step, desc="reward model", unit="step", dynamic_ncols=True) as bar:
-            for step in range(start_step, cfg.steps):
-                state, metrics = step_fn(state, batch_at(step))
-                if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    elapsed, t0 = max(time.time() - t0, 1e-9), time.time()
-                    m["pairs_per_s"] = cfg.batch_size * cfg.log_every / elapsed
-                    writer.write(step + 1, m)
-                    bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.2f}")
-                bar.update(1)
-                if _end_of_step(step, cfg.steps, cfg.checkpoint_every, stop,
-                                lambda: ckpt.save(state, data_state={"next_pair": (step + 1) * cfg.batch_size})):
-                    break
-    finally:
-        ckpt.close()
-        writer.close()
+    update = train.compile_step(lambda s, b: rm_train_step(s, b, model_cfg=model_cfg, tx=tx), mesh, state_sh,
+                                train.batch_shardings(mesh, batch_at(0)), batch_is_global=True)
+
+    def step_fn(state, step):
+        state, metrics = update(state, batch_at(step))
+        return state, {**metrics, "pairs": cfg.batch_size}
+
+    state, _ = runtime.run_loop(
+        state, step_fn, out=out, ckpt=ckpt, save=lambda s, next_step: {"data_state": {
+            "next_pair": next_step * cfg.batch_size}}, trainer=cfg.trainer, steps=cfg.trainer.steps,
+        start=int(state.step), desc="reward model", postfix={"loss": ("loss", ".3f"), "acc": ("accuracy", ".2f")},
+        rate=("pairs", "pairs_per_s"))
 
     scores = score_rows(model_cfg, state.params, tok, [chosen[i] for i in eval_ids] + [rejected[i] for i in eval_ids],
                         mesh=mesh)
