@@ -102,10 +102,13 @@ def _manager(directory: Path, **options) -> ocp.CheckpointManager:
 
 
 def abstract_params(model_cfg: ModelConfig, mesh: Mesh | None = None) -> dict:
-    """ShapeDtypeStructs of the parameters, with shardings on `mesh` when given."""
+    """ShapeDtypeStructs of the parameters with their shardings on `mesh`; without a mesh, on this
+    process's first device (so a checkpoint written on any topology, by any number of processes,
+    restores here)."""
     shapes = param_shapes(model_cfg)
     if mesh is None:
-        return shapes
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), shapes)
     shard = tree_shardings(mesh, param_axes(model_cfg), shapes)
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, shard)
 

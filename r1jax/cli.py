@@ -130,6 +130,8 @@ def _init_distributed() -> None:
     TPU pod slice (TPU_WORKER_HOSTNAMES lists several workers) JAX finds its peers itself;
     elsewhere (GPU clusters) set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID."""
     import jax
+    # several processes on CPUs (a test of the multi-host path on one machine) talk through gloo
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
         jax.distributed.initialize()
     elif os.environ.get("JAX_COORDINATOR_ADDRESS"):

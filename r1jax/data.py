@@ -12,7 +12,8 @@ __all__ = ["lm_batches", "count_rows"]
 
 
 def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: int, pad_id: int,
-               seed: int, loss_from: Sequence[int] | None = None, pack: bool = False) -> grain.IterDataset:
+               seed: int, loss_from: Sequence[int] | None = None, pack: bool = False,
+               split_hosts: bool = True) -> grain.IterDataset:
     """Endless shuffled batches of right-padded token sequences for next-token training.
 
     Each batch is {'tokens' [B, T] int32, 'mask' [B, T] bool, 'loss_mask' [B, T] float32}
@@ -25,13 +26,16 @@ def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: i
     stay i.i.d.) instead of padding every short example to seq_len, and adds 'segment_ids'
     (1, 2, ... per example, 0 at padding) and 'positions' (restarting at 0 per example) for
     `r1jax.model.forward`, which then keeps attention inside each example.
+
+    split_hosts=False gives every host the whole batch (e.g. an evaluation batch every host scores).
     """
     too_long = [i for i, e in enumerate(examples) if len(e) > seq_len]
     if too_long:
         raise ValueError(f"{len(too_long)} example(s) longer than seq_len={seq_len}, first at index "
                          f"{too_long[0]} ({len(examples[too_long[0]])} tokens)")
-    if batch_size % jax.process_count():
-        raise ValueError(f"batch_size {batch_size} is not divisible by {jax.process_count()} hosts")
+    hosts, host = (jax.process_count(), jax.process_index()) if split_hosts else (1, 0)
+    if batch_size % hosts:
+        raise ValueError(f"batch_size {batch_size} is not divisible by {hosts} hosts")
     starts = [0] * len(examples) if loss_from is None else list(loss_from)
 
     # Every host builds the same global rows from the same seed and keeps its share of each batch.
@@ -39,10 +43,10 @@ def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: i
     n_batches = len(rows) // batch_size
     if n_batches == 0:
         raise ValueError(f"{len(examples)} examples make {len(rows)} rows, fewer than one batch of {batch_size}")
-    share = batch_size // jax.process_count()
+    share = batch_size // hosts
 
     def to_arrays(b: int) -> dict:
-        first = b * batch_size + jax.process_index() * share
+        first = b * batch_size + host * share
         tokens = np.full((share, seq_len), pad_id, np.int32)
         loss_mask = np.zeros((share, seq_len), np.float32)
         segments = np.zeros((share, seq_len), np.int32)

@@ -23,13 +23,32 @@ from r1jax.config import MeshConfig, ModelConfig, ModelOverrides, TrainerConfig,
 from r1jax.model import FlaxModel, model_from_json
 from r1jax.tokenizer import load_tokenizer
 
-__all__ = ["make_mesh", "stage_tokenizer", "stage_model_config", "copy_tokenizer", "stop_on_signals", "run_loop",
-           "resume_or_init"]
+__all__ = ["make_mesh", "is_lead", "barrier", "write_text", "stage_tokenizer", "stage_model_config", "copy_tokenizer",
+           "stop_on_signals", "run_loop", "resume_or_init"]
 
 
 def make_mesh(spec: str) -> jax.sharding.Mesh:
     """The mesh of a `mesh` field ('data=2,fsdp=2,tensor=2'); '' puts every device on 'data'."""
     return sharding.make_mesh(MeshConfig.parse(spec) if spec else MeshConfig(data=jax.device_count()))
+
+
+def is_lead() -> bool:
+    """The process that writes a run's files (metrics, summaries, reports, data sets): process 0.
+    Checkpoints are the exception: every process writes its own shards (orbax)."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches this point (e.g. until the lead has written a file)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # only on several hosts
+        multihost_utils.sync_global_devices(name)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a run's file from the lead process only (every process computed the same text)."""
+    if is_lead():
+        Path(path).write_text(text)
 
 
 def stage_tokenizer(directory: str | Path):
@@ -48,6 +67,8 @@ def stage_model_config(directory: str | Path, overrides: ModelOverrides | None =
 def copy_tokenizer(src: str | Path, out: str | Path) -> None:
     """Every stage directory carries its tokenizer, so the next stage needs only that directory."""
     src, out = Path(src), Path(out)
+    if not is_lead():
+        return
     for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json"):  # the config names EOS / PAD
         if (src / name).exists() and not (out / name).exists():
             shutil.copyfile(src / name, out / name)

@@ -166,11 +166,16 @@ def make_sampler(model_cfg: ModelConfig, cfg: SamplingConfig, mesh: Mesh | None 
     @functools.lru_cache(maxsize=8)
     def compiled(batch: int, length: int):
         batch_sh = jax.sharding.NamedSharding(mesh, logical_spec(("batch", None), (batch, length), mesh))
-        return jax.jit(run, in_shardings=(params_sh, batch_sh, batch_sh, None))
+        return jax.jit(run, in_shardings=(params_sh, batch_sh, batch_sh, None)), batch_sh
 
     def sampler(params, prompts, prompt_mask, key):
+        fn, batch_sh = compiled(*np.shape(prompts))
+        if jax.process_count() > 1:  # every host holds the same prompts and gives its devices' rows
+            prompts, prompt_mask = (x if isinstance(x, jax.Array) else
+                                    jax.make_array_from_callback(np.shape(x), batch_sh, lambda i, x=x: np.asarray(x)[i])
+                                    for x in (prompts, prompt_mask))
         with jax.set_mesh(mesh):
-            return compiled(*np.shape(prompts))(params, prompts, prompt_mask, key)
+            return fn(params, prompts, prompt_mask, key)
 
     return sampler
 

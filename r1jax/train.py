@@ -85,10 +85,26 @@ def abstract_state(mesh: Mesh, model_cfg: ModelConfig, tx: optax.GradientTransfo
                         abstract, state_shardings(mesh, model_cfg, tx))
 
 
-def batch_shardings(mesh: Mesh, batch: dict) -> dict:
-    """Split every batch array over its leading (batch) axis; other axes replicated."""
-    return {k: NamedSharding(mesh, logical_spec(("batch",) + (None,) * (v.ndim - 1), v.shape, mesh))
-            for k, v in batch.items()}
+def batch_shardings(mesh: Mesh, batch: dict, batch_is_global: bool = False) -> dict:
+    """Split every batch array over its leading (batch) axis; other axes replicated.
+
+    The sharding is that of the GLOBAL batch. By default `batch` holds this host's rows (as
+    `compile_step` takes it), so the global batch has process_count times its rows, and on
+    several hosts it must split over ('data', 'fsdp'): a batch that did not would be
+    "replicated" with different rows on each host, and the hosts would train different models.
+    With `batch_is_global` every host holds the whole batch and any split is correct.
+    """
+    hosts = 1 if batch_is_global else jax.process_count()
+    out = {}
+    for k, v in batch.items():
+        shape = (v.shape[0] * hosts, *v.shape[1:])
+        spec = logical_spec(("batch",) + (None,) * (v.ndim - 1), shape, mesh)
+        if hosts > 1 and shape[0] % (mesh.shape["data"] * mesh.shape["fsdp"]):
+            raise ValueError(f"batch {k!r}: {shape[0]} rows ({v.shape[0]} on each of {hosts} hosts) do not split over "
+                             f"data x fsdp = {mesh.shape['data']} x {mesh.shape['fsdp']} devices; make the global "
+                             f"batch a multiple of {mesh.shape['data'] * mesh.shape['fsdp']}")
+        out[k] = NamedSharding(mesh, spec)
+    return out
 
 
 def apply_gradients(state: TrainState, tx: optax.GradientTransformation,

@@ -120,8 +120,10 @@ def collect(cfg: CollectConfig) -> dict:
     if not records:
         raise RuntimeError(f"collect: none of {counts['sampled']} samples of {policy} was correct and readable "
                            f"(correct: {counts['correct']}; readability issues: {issues})")
-    write_sft_jsonl(cfg.out, records)
+    if runtime.is_lead():  # every process sampled the same records
+        write_sft_jsonl(cfg.out, records)
     summary = {**counts, "kept_reasoning": len(records) - len(general), "general": len(general),
                "issues": issues, "out": cfg.out}
-    Path(cfg.out).with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
+    runtime.write_text(Path(cfg.out).with_suffix(".summary.json"), json.dumps(summary, indent=2))
+    runtime.barrier("r1jax:collect")
     return summary

@@ -143,8 +143,7 @@ def distill(cfg: DistillConfig) -> dict:
                "tokenizer": str(out / tok.path.name)}
     if last:
         summary["step_metrics"] = last
-    if jax.process_index() == 0:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    runtime.write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -191,7 +190,7 @@ def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, st
                **{k: np.zeros((B, N), np.float32) for k in ("completion_mask", "old_logp", "teacher_logp")}}
     update = train.compile_step(functools.partial(train.on_policy_distill_step, model_cfg=student_cfg, tx=tx,
                                                   temperature=T),
-                                mesh, state_sh, train.batch_shardings(mesh, example), batch_is_global=True)
+                                mesh, state_sh, train.batch_shardings(mesh, example, True), batch_is_global=True)
     score = jax.jit(lambda p, t, m, n: train.completion_logprobs(teacher_cfg, p, t, m, n, T)[0], static_argnums=3)
     base_key = jax.random.key(cfg.trainer.seed)
 

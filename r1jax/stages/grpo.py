@@ -117,11 +117,11 @@ def grpo(cfg: RLConfig) -> dict:
                   "advantages": np.zeros((B // g.minibatches,), np.float32)}
     update = train.compile_step(lambda s, b: train.grpo_train_step(s, b, model_cfg=model_cfg, tx=tx, cfg=g,
                                                                    temperature=ro.temperature, max_len=N),
-                                mesh, state_sh, train.batch_shardings(mesh, mb_example), batch_is_global=True)
+                                mesh, state_sh, train.batch_shardings(mesh, mb_example, True), batch_is_global=True)
     ref_logp_fn = jax.jit(lambda p, t, m, n: train.completion_logprobs(model_cfg, p, t, m, n, ro.temperature)[0],
                           static_argnums=3)
     base_key = jax.random.key(seed)
-    lead = jax.process_index() == 0  # one host writes the logs
+    lead = runtime.is_lead()  # one host writes the logs
 
     def step_fn(state, step):
         # COLLECT ROLLOUTS: the prompts and the RNG stream are functions of the step (exact resume)
@@ -170,8 +170,10 @@ def grpo(cfg: RLConfig) -> dict:
             mb_batch = {k: v[mb][:, :p_used + n_mb] if k in ("tokens", "mask") else
                         v[mb][:, :n_mb] if v.ndim == 2 else v[mb] for k, v in batch.items()}
             # the reference is frozen, so scoring it a mini-batch at a time bounds its memory
-            mb_batch["ref_logp"] = (np.asarray(ref_logp_fn(ref["params"], mb_batch["tokens"], mb_batch["mask"], n_mb))
-                                    if g.beta else np.zeros_like(mb_batch["old_logp"]))
+            mb_batch["ref_logp"] = np.zeros_like(mb_batch["old_logp"])
+            if g.beta:
+                mb_batch["ref_logp"] = sampling.to_host(
+                    ref_logp_fn(ref["params"], mb_batch["tokens"], mb_batch["mask"], n_mb))
             state, m = update(state, mb_batch)
             step_metrics.append(m)
         step_metrics = jax.device_get(step_metrics)
@@ -220,7 +222,7 @@ def grpo(cfg: RLConfig) -> dict:
     summary = {"step": int(state.step) // g.minibatches, "checkpoint": str(ckpt.directory)}
     if last:
         summary["step_metrics"] = last
-    if jax.process_index() == 0:
+    if runtime.is_lead():
         report.plot_metrics(out)
         summary["report"] = str(report.write_report(out, "R1-Zero run", summary))
     return summary

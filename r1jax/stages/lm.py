@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from r1jax import checkpoint, data, runtime, train
+from r1jax import checkpoint, data, runtime, sampling, train
 from r1jax.config import ModelConfig, ModelOverrides, OptimConfig, TrainerConfig, apply_overrides, get_preset, override
 from r1jax.model import forward
 from r1jax.tasks.sft import read_sft_jsonl
@@ -83,7 +83,7 @@ def answer_accuracy(cfg: ModelConfig, params, batch: dict, rows: int = 64) -> tu
     """Teacher-forced greedy accuracy on answer tokens: (per token, whole answer exact). Runs
     `rows` rows at a time: the logits and attention of a thousand rows would take gigabytes."""
     predict = jax.jit(lambda p, t, m: forward(cfg, p, t, mask=m)[0][:, :-1].argmax(-1))
-    pred = np.concatenate([np.asarray(predict(params, batch["tokens"][i:i + rows], batch["mask"][i:i + rows]))
+    pred = np.concatenate([sampling.to_host(predict(params, batch["tokens"][i:i + rows], batch["mask"][i:i + rows]))
                            for i in range(0, len(batch["tokens"]), rows)])
     target, lm = batch["tokens"][:, 1:], batch["loss_mask"][:, 1:] > 0
     right = (pred == target) | ~lm
@@ -100,7 +100,7 @@ def train_lm(out: Path, run_config: dict, model_cfg: ModelConfig, tok, encoded: 
     examples, answer_from = [e for e, _ in encoded], [a for _, a in encoded]
     n_eval = max(len(examples) // 20, 1)
     eval_batch = next(iter(data.lm_batches(examples[:n_eval], seq_len=seq_len, batch_size=n_eval, pad_id=tok.pad_id,
-                                           seed=0, loss_from=answer_from[:n_eval])))
+                                           seed=0, loss_from=answer_from[:n_eval], split_hosts=False)))
     batches = data.lm_batches(examples[n_eval:], seq_len=seq_len, batch_size=batch_size, pad_id=tok.pad_id,
                               seed=trainer.seed, loss_from=answer_from[n_eval:], pack=True)
 
@@ -128,7 +128,7 @@ def train_lm(out: Path, run_config: dict, model_cfg: ModelConfig, tok, encoded: 
     summary = {"step": int(state.step), "params": sum(x.size for x in jax.tree.leaves(state.params)),
                "vocab_size": tok.vocab_size, "heldout_answer_token_accuracy": token_acc,
                "heldout_answer_exact": exact, "checkpoint": str(ckpt.directory)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    runtime.write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -138,19 +138,22 @@ def pretrain(cfg: PretrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     docs = world_corpus(cfg.n_examples, cfg.trainer.seed, cfg.language)
     tok_path = out / "tokenizer.model"
-    if cfg.tokenizer and not tok_path.exists():  # a student shares its teacher's tokenizer
-        shutil.copyfile(cfg.tokenizer, tok_path)
-    # The template around the question is one piece each side: the same words in every prompt
-    # would otherwise be most of every sequence on a CPU.
-    head, tail = R1_ZERO_TEMPLATE.split("{prompt}")
-    tok = load_tokenizer(tok_path) if tok_path.exists() else train_sentencepiece(
-        [p + " " + r for p, r in docs[:5000]], tok_path, cfg.vocab_size, extra_symbols=(head, tail))
+    if not tok_path.exists() and runtime.is_lead():  # one process writes it, every process reads it
+        if cfg.tokenizer:  # a student shares its teacher's tokenizer
+            shutil.copyfile(cfg.tokenizer, tok_path)
+        else:  # the template around the question is one piece each side: the same words in every
+            # prompt would otherwise be most of every sequence on a CPU
+            head, tail = R1_ZERO_TEMPLATE.split("{prompt}")
+            train_sentencepiece([p + " " + r for p, r in docs[:5000]], tok_path, cfg.vocab_size,
+                                extra_symbols=(head, tail))
+    runtime.barrier("r1jax:tokenizer")
+    tok = load_tokenizer(tok_path)
     model_cfg = apply_overrides(override(get_preset(cfg.preset), vocab_size=tok.vocab_size), cfg.model)
     summary = train_lm(out, {"pretrain": cfg}, model_cfg, tok, [encode_doc(tok, p, r) for p, r in docs],
                        steps=cfg.trainer.steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len, trainer=cfg.trainer,
                        optim=cfg.optim, init_ckpt=None, desc="pretrain")
     summary["tokenizer"] = str(tok_path)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    runtime.write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -172,5 +175,5 @@ def sft(cfg: SFTConfig) -> dict:
     summary = train_lm(out, {"sft": cfg}, model_cfg, tok, encoded, steps=steps, batch_size=cfg.batch_size,
                        seq_len=cfg.seq_len, trainer=cfg.trainer, optim=optim, init_ckpt=init / "ckpt", desc="sft")
     summary.update(records=len(encoded), epochs=cfg.epochs, steps=steps)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    runtime.write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -155,8 +155,9 @@ def r1(cfg: R1Config) -> dict:
 
     pairs = out / "preference_pairs.jsonl"
     if not pairs.exists():
-        pairs.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n"
-                                 for p in preference_pairs(512, cfg.seed + 3, language="both")))
+        runtime.write_text(pairs, "".join(json.dumps(p, ensure_ascii=False) + "\n"
+                                          for p in preference_pairs(512, cfg.seed + 3, language="both")))
+    runtime.barrier("r1jax:pairs")
     timed("rm", train_reward_model, RewardModelConfig(out_dir=str(out / "rm"), base_dir=str(sft_dir), pairs=str(pairs),
                                                      trainer=trainer(RewardModelConfig.trainer, cfg.rm_steps)))
     rl_all = rl("rl_all", sft_dir, cfg.rl_all_steps,
@@ -208,9 +209,9 @@ def r1(cfg: R1Config) -> dict:
                   "cold_start_best_train_accuracy": max(cold_curve)}
     result = {"stages": results, "minutes": minutes, "heldout": [ex.prompt for ex in heldout],
               "cold_start_vs_r1_zero": comparison}
-    (out / "r1.json").write_text(json.dumps(result, indent=2))
-    (out / "r1.md").write_text(r1_table(result))
-    if jax.process_index() == 0:
+    runtime.write_text(out / "r1.json", json.dumps(result, indent=2))
+    runtime.write_text(out / "r1.md", r1_table(result))
+    if runtime.is_lead():
         plot_r1(out)
     return result
 

@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +28,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from r1jax import checkpoint, losses, runtime, sharding, train
+from r1jax import checkpoint, losses, runtime, sampling, sharding, train
 from r1jax.config import ModelConfig, ModelOverrides, OptimConfig, TrainerConfig, from_dict
 from r1jax.model import forward, param_axes, param_shapes
 from r1jax.tasks.benchmarks import jsonl_objects
@@ -110,7 +109,7 @@ def score_rows(model_cfg: ModelConfig, params: dict, tok, rows: Sequence[Sequenc
         else:
             with jax.set_mesh(mesh):
                 scores = _jit_scores(model_cfg, params, tokens, mask)
-        out.append(np.asarray(jax.device_get(scores), np.float32)[:n])
+        out.append(sampling.to_host(scores).astype(np.float32)[:n])
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
@@ -201,7 +200,7 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
         **dataclasses.asdict(cfg.trainer), "steps": None}},
         "pairs_sha256": hashlib.sha256(Path(cfg.pairs).read_bytes()).hexdigest()}
     ckpt = checkpoint.Checkpointer(out / "ckpt", run_config)  # refuses another run's directory
-    shutil.copy(base / "tokenizer.model", out / "tokenizer.model")
+    runtime.copy_tokenizer(base, out)
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                             jax.eval_shape(lambda p: train.init_state(model_cfg, tx, None, params=p),
                                            abstract_rm_params(model_cfg)), state_sh)
@@ -222,7 +221,7 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
         return {"tokens": tokens, "mask": mask}
 
     update = train.compile_step(lambda s, b: rm_train_step(s, b, model_cfg=model_cfg, tx=tx), mesh, state_sh,
-                                train.batch_shardings(mesh, batch_at(0)), batch_is_global=True)
+                                train.batch_shardings(mesh, batch_at(0), True), batch_is_global=True)
 
     def step_fn(state, step):
         state, metrics = update(state, batch_at(step))
@@ -241,7 +240,7 @@ def train_reward_model(cfg: RewardModelConfig) -> dict:
                "heldout_accuracy": float(m["accuracy"]), "heldout_loss": float(loss),
                "heldout_margin": float(m["margin"]), "checkpoint": str(ckpt.directory),
                "tokenizer": str(out / "tokenizer.model")}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    runtime.write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

@@ -107,8 +107,8 @@ def world(cfg: WorldConfig) -> dict:
     final_eval = evaluate(Path(rl.out_dir) / "ckpt")
     result = {"base": base_eval, "r1_zero": final_eval, "heldout": [ex.prompt for ex in heldout], "minutes": {
         "pretrain": t_pre / 60, "r1_zero": t_rl / 60, "total": (time.time() - t0) / 60}}
-    (out / "world.json").write_text(json.dumps(result, indent=2))
-    (out / "world.md").write_text(world_table(result))
+    runtime.write_text(out / "world.json", json.dumps(result, indent=2))
+    runtime.write_text(out / "world.md", world_table(result))
     return result
 
 
