@@ -266,6 +266,11 @@ class GRPOConfig:
     overlong_buffer: int = 8  # 'penalty': the reward falls linearly to -1 over the last this many tokens
     length_grouped: bool = True  # mini-batches of rollouts of similar length, each cut to its longest
     ref_refresh: int = 400  # replace the reference by the policy every this many steps (the paper's 400)
+    # pi_old in the ratio: 'sampler' (the log-probs the sampler drew with), 'recompute' (one more
+    # forward with the training step's numerics, as TRL does) or 'auto': recompute unless the
+    # compute dtype is float32, where both agree to float rounding (in bfloat16 the sampler's
+    # cached decoding and the training forward differ by up to ~0.05 a token)
+    old_logp: str = "auto"
 
     def __post_init__(self):
         if self.kl_estimator not in KL_ESTIMATORS:
@@ -274,6 +279,8 @@ class GRPOConfig:
             raise ValueError(f"grpo.agg must be one of {', '.join(AGGREGATIONS)}, got {self.agg!r}")
         if self.truncation not in ("keep", "mask", "penalty"):
             raise ValueError(f"grpo.truncation must be keep, mask or penalty, got {self.truncation!r}")
+        if self.old_logp not in ("auto", "sampler", "recompute"):
+            raise ValueError(f"grpo.old_logp must be auto, sampler or recompute, got {self.old_logp!r}")
         if self.adv_scale not in ("group", "batch", "none"):
             raise ValueError(f"grpo.adv_scale must be group, batch or none, got {self.adv_scale!r}")
         for name in ("group_size", "minibatches", "ref_refresh"):

@@ -133,3 +133,16 @@ def test_world_main_job_end_to_end(tmp_path):
             lengths.append(int(roll.lengths[j]))
     assert ev["pass@1"] == pytest.approx(np.mean(right)) and ev["format"] == pytest.approx(np.mean(fmt))
     assert ev["length"] == pytest.approx(np.mean(lengths))
+
+
+def test_bfloat16_first_update_starts_at_ratio_one(base, tmp_path):
+    """bfloat16 compute, scanned layers: pi_old recomputed by the training forward (grpo.old_logp
+    'auto' in bfloat16) puts the first update's ratios at 1 within 1e-3 on every counted token.
+    With the sampler's own log-probs ('sampler', cached decoding, other rounding) this run's
+    ratios spanned [0.9983, 1.0021] on an AMD EPYC (2026-12-03)."""
+    cfg = override_paths(_rl(tmp_path, base), {"trainer.steps": 1, "grpo.minibatches": 1, "grpo.beta": 0.0,
+                                               "rollout.max_new_tokens": 24, "model.dtype": "bfloat16",
+                                               "model.scan_layers": True})
+    grpo_stage.grpo(cfg)
+    m = json.loads(open(tmp_path / "metrics.jsonl").readline())
+    assert max(abs(m["ratio_min"] - 1.0), abs(m["ratio_max"] - 1.0)) < 1e-3

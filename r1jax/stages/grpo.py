@@ -118,8 +118,10 @@ def grpo(cfg: RLConfig) -> dict:
     update = train.compile_step(lambda s, b: train.grpo_train_step(s, b, model_cfg=model_cfg, tx=tx, cfg=g,
                                                                    temperature=ro.temperature, max_len=N),
                                 mesh, state_sh, train.batch_shardings(mesh, mb_example, True), batch_is_global=True)
-    ref_logp_fn = jax.jit(lambda p, t, m, n: train.completion_logprobs(model_cfg, p, t, m, n, ro.temperature)[0],
-                          static_argnums=3)
+    # log pi(token) of the completions under some parameters: the reference's, and pi_old's when recomputed
+    logp_fn = jax.jit(lambda p, t, m, n: train.completion_logprobs(model_cfg, p, t, m, n, ro.temperature)[0],
+                      static_argnums=3)
+    recompute_old_logp = g.old_logp == "recompute" or (g.old_logp == "auto" and model_cfg.dtype != "float32")
     base_key = jax.random.key(seed)
     lead = runtime.is_lead()  # one host writes the logs
 
@@ -164,16 +166,23 @@ def grpo(cfg: RLConfig) -> dict:
         minibatches = np.split(perm, g.minibatches)
         if g.length_grouped:
             minibatches = [minibatches[i] for i in rng.permutation(g.minibatches)]
-        step_metrics = []
+        mb_batches = []
         for mb in minibatches:
             n_mb = round_up(int(lengths[mb].max()), N)  # each mini-batch cut to its longest rollout
             mb_batch = {k: v[mb][:, :p_used + n_mb] if k in ("tokens", "mask") else
                         v[mb][:, :n_mb] if v.ndim == 2 else v[mb] for k, v in batch.items()}
+            # pi_old from the training forward, before any update of this step (see GRPOConfig.old_logp)
+            if recompute_old_logp:
+                mb_batch["old_logp"] = sampling.to_host(logp_fn(state.params, mb_batch["tokens"], mb_batch["mask"],
+                                                                n_mb))
             # the reference is frozen, so scoring it a mini-batch at a time bounds its memory
             mb_batch["ref_logp"] = np.zeros_like(mb_batch["old_logp"])
             if g.beta:
-                mb_batch["ref_logp"] = sampling.to_host(
-                    ref_logp_fn(ref["params"], mb_batch["tokens"], mb_batch["mask"], n_mb))
+                mb_batch["ref_logp"] = sampling.to_host(logp_fn(ref["params"], mb_batch["tokens"], mb_batch["mask"],
+                                                                n_mb))
+            mb_batches.append(mb_batch)
+        step_metrics = []
+        for mb_batch in mb_batches:
             state, m = update(state, mb_batch)
             step_metrics.append(m)
         step_metrics = jax.device_get(step_metrics)
