@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["RopeScaling", "ModelConfig", "MeshConfig", "PRESETS", "get_preset", "override", "to_dict",
            "from_dict", "override_paths", "flat_fields", "TrainerConfig", "OptimConfig", "GRPOConfig",
-           "RolloutConfig", "ModelOverrides",
+           "RolloutConfig", "DataConfig", "ModelOverrides",
            "apply_overrides"]
 
 
@@ -242,6 +242,8 @@ class OptimConfig:
 
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
+# how a question is written for the policy (r1jax.tokenizer.render_prompt)
+PROMPT_TEMPLATES = ("r1-zero", "r1-chat", "model", "none")
 AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
 
 
@@ -298,11 +300,34 @@ class RolloutConfig:
     top_p: float = 1.0
     max_new_tokens: int = 160
     max_prompt_tokens: int = 32  # the world's template is one token each side of the question
+    template: str = "r1-zero"  # the prompt: r1-zero (the paper's), r1-chat, model (its own chat template), none
 
     def __post_init__(self):
+        if self.template not in PROMPT_TEMPLATES:
+            raise ValueError(f"rollout.template must be r1-zero, r1-chat, model or none, got {self.template!r}")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.max_prompt_tokens < 1:
             raise ValueError(f"rollout: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1 and "
                              f"max_prompt_tokens >= 1, got {self}")
+
+
+DATA_FORMATS = ("auto", "gsm8k", "math", "numina", "verl")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """A training set on disk (r1jax.tasks.datafiles reads it; its docstring lists the layouts)."""
+
+    path: str = ""  # a file, a glob or a folder of .jsonl / .json / .parquet shards; '' uses generated tasks
+    format: str = "auto"  # gsm8k, math, numina, verl, or auto (detected from the first record's fields)
+    prompt_field: str = ""  # where the prompt is read (default: the format's)
+    answer_field: str = ""  # where the reference answer is read (default: the format's)
+    max_bad_records: int = 0  # unusable records tolerated (each one reported); one more stops the read
+
+    def __post_init__(self):
+        if self.format not in DATA_FORMATS:
+            raise ValueError(f"data.format must be one of {', '.join(DATA_FORMATS)}, got {self.format!r}")
+        if self.max_bad_records < 0:
+            raise ValueError(f"data.max_bad_records must be >= 0, got {self.max_bad_records}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,14 +50,16 @@ from r1jax.rewards.math import match_batch
 from r1jax.rewards.workers import TASKS, WorkerPool
 from r1jax.tasks import BENCHMARKS, FAMILIES, Example, extract_countdown_expression, generate, load_benchmark
 from r1jax.tasks.benchmarks import jsonl_objects
-from r1jax.tokenizer import load_tokenizer, render_chat, render_r1_zero
+from r1jax.tokenizer import load_tokenizer, prompt_tokens
 
 __all__ = ["EvalConfig", "pass_at_k", "majority_votes", "cons_at_k", "load_problems", "read_samples",
            "score_samples", "summarize", "summary_markdown", "evaluate", "DEFAULT_K"]
 
 # Samples per problem when EvalConfig.k is 0: the paper's 64 for AIME, 16 (its MATH-500 value) elsewhere.
 DEFAULT_K = {"aime24": 64}
-TEMPLATES: dict[str, Callable[[str], str]] = {"r1_zero": render_r1_zero, "chat": render_chat, "none": lambda p: p}
+# EvalConfig.template -> r1jax.tokenizer.render_prompt's name (the first two are this command's older spellings)
+TEMPLATES = {"r1_zero": "r1-zero", "chat": "r1-chat", "r1-zero": "r1-zero", "r1-chat": "r1-chat", "model": "model",
+             "none": "none"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +75,7 @@ class EvalConfig:
     temperature: float = 0.6
     top_p: float = 0.95
     max_new_tokens: int = 1024  # the paper uses 32768 for its long-CoT models
-    template: str = "r1_zero"  # r1_zero (paper's R1-Zero prompt), chat (R1 <think> turn) or none (raw question)
+    template: str = "r1_zero"  # r1_zero (the paper's), chat (R1's <think> turn), model (its chat template), none
     answer_mode: str = "auto"  # answer extraction: auto, answer_tag, boxed, last_number
     limit: int = 0  # evaluate the first `limit` problems only; 0: all
     n_generated: int = 100  # problems drawn for a generated task family
@@ -514,7 +516,7 @@ def _sample_benchmark(name: str, examples: list[Example], k: int, cfg: EvalConfi
     sampler = sampling.make_sampler(model_cfg, sampling.SamplingConfig(
         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
         stop_tokens=(tok.eos_id,), pad_id=tok.pad_id), mesh=mesh, group_size=k)
-    render = TEMPLATES[cfg.template]
+    template = TEMPLATES[cfg.template]
     P, me = jax.process_count(), jax.process_index()
     by_id = {ex.id: ex for ex in examples}
     with tqdm.tqdm(total=len(examples), initial=int(mask.sum()), desc=name, unit="problem", dynamic_ncols=True,
@@ -523,7 +525,7 @@ def _sample_benchmark(name: str, examples: list[Example], k: int, cfg: EvalConfi
             round_batches = todo[r:r + P]
             b = round_batches[me] if me < len(round_batches) else round_batches[0]  # idle: repeat, discarded
             idx = batches[b] + [batches[b][-1]] * (B - len(batches[b]))  # fixed shape: one compile
-            ids = [tok.bos + tok.encode(render(examples[i].prompt)) for i in idx]
+            ids = [prompt_tokens(tok, examples[i].prompt, template) for i in idx]
             width = -(-max(map(len, ids)) // 64) * 64  # prompt lengths in steps of 64: few compiles
             prompts, pmask = tok.pad_batch(ids, length=width)
             # the key depends on the batch alone, so a resumed run draws what an uninterrupted one would

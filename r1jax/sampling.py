@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from r1jax.config import ModelConfig, RolloutConfig
 from r1jax.model import Cache, forward, init_cache, lm_head, param_axes, param_shapes, repeat_cache, unstack_layers
 from r1jax.sharding import logical_spec, tree_shardings
-from r1jax.tokenizer import render_r1_zero
+from r1jax.tokenizer import prompt_tokens
 
 __all__ = ["SamplingConfig", "Samples", "sample_token", "generate", "make_sampler", "rollout_sampler", "to_host",
            "prompt_ids", "rollout"]
@@ -198,22 +198,22 @@ def to_host(x: jax.Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def prompt_ids(tok, examples, max_prompt: int) -> list[list[int]]:
-    """The token ids of each example's prompt in the R1-Zero template; an error, not a cut, for
-    one longer than `max_prompt` (a cut would drop the template's start, which the rewards'
-    format rests on)."""
-    ids = [[*tok.bos, *tok.encode(render_r1_zero(ex.prompt))] for ex in examples]
+def prompt_ids(tok, examples, max_prompt: int, template: str = "r1-zero") -> list[list[int]]:
+    """The token ids of each example's prompt in `template` (r1jax.tokenizer.render_prompt); an
+    error, not a cut, for one longer than `max_prompt` (a cut would drop the template's start,
+    which the rewards' format rests on)."""
+    ids = [prompt_tokens(tok, ex.prompt, template) for ex in examples]
     longest = max(range(len(ids)), key=lambda i: len(ids[i]))
     if len(ids[longest]) > max_prompt:
-        raise ValueError(f"problem {examples[longest].id!r} is {len(ids[longest])} tokens in the R1-Zero template, "
+        raise ValueError(f"problem {examples[longest].id!r} is {len(ids[longest])} tokens in the {template} template, "
                          f"more than max_prompt_tokens={max_prompt} (--rollout.max-prompt-tokens): raise it")
     return ids
 
 
-def rollout(sampler, params, tok, examples, max_prompt: int, key):
-    """Sample completions of `examples` in the R1-Zero template: (prompts [Q, P], prompt_mask
-    [Q, P], Samples on the host, decoded completion texts), G texts per example in order."""
-    prompts, pmask = tok.pad_batch(prompt_ids(tok, examples, max_prompt), length=max_prompt)
+def rollout(sampler, params, tok, examples, max_prompt: int, key, template: str = "r1-zero"):
+    """Sample completions of `examples` in `template`: (prompts [Q, P], prompt_mask [Q, P],
+    Samples on the host, decoded completion texts), G texts per example in order."""
+    prompts, pmask = tok.pad_batch(prompt_ids(tok, examples, max_prompt, template), length=max_prompt)
     roll = jax.tree.map(to_host, sampler(params, prompts, pmask, key))
     texts = [tok.decode([t for t in row[:n] if t != tok.eos_id]) for row, n in zip(roll.tokens, roll.lengths)]
     return prompts, pmask, roll, texts

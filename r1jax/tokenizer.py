@@ -5,17 +5,26 @@ Plain Python + numpy (no jax), so reward workers and data tools import it cheapl
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import functools
 import io
 import json
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import jinja2
+import jinja2.ext
 import numpy as np
 import sentencepiece as spm
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from r1jax.config import PROMPT_TEMPLATES
 
 __all__ = ["SPECIAL_TOKENS", "train_sentencepiece", "SentencePieceTokenizer", "HFTokenizer", "load_tokenizer",
-           "R1_ZERO_TEMPLATE", "render_r1_zero", "render_chat", "render_cold_start", "parse_cold_start"]
+           "R1_ZERO_TEMPLATE", "render_r1_zero", "render_chat", "render_cold_start", "parse_cold_start",
+           "ChatTemplate", "PROMPT_TEMPLATES", "render_prompt", "prompt_tokens"]
 
 # Pieces the templates need as single tokens (so rewards can find tags by id and a tag is
 # never split across a sampling boundary).
@@ -29,6 +38,7 @@ class _Common:
 
     pad_id: int
     bos_id: int | None
+    chat_template: "ChatTemplate | None" = None  # the model's own (HF tokenizer_config.json)
 
     @property
     def bos(self) -> list[int]:
@@ -114,6 +124,10 @@ class HFTokenizer(_Common):
         self.bos_id = None if bos is None else self.token_id(bos)  # Qwen has no BOS
         self.eos_id = self.token_id(eos)
         self.pad_id = self.eos_id if pad is None else self.token_id(pad)
+        if isinstance(cfg.get("chat_template"), str):
+            names = ("bos_token", "eos_token", "unk_token", "pad_token")
+            self.chat_template = ChatTemplate(cfg["chat_template"], tuple(
+                (k, v) for k in names if (v := token(None, k)) is not None))
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
@@ -208,3 +222,82 @@ def parse_cold_start(text: str) -> tuple[str, str]:
         raise ValueError("not in the cold-start format '|special_token|<reasoning>|special_token|<summary>': "
                          f"found {len(parts) - 1} '|special_token|' markers in {text[:80]!r}")
     return parts[1], parts[2]
+
+
+# ----------------------------------------------------------------------------- a model's chat template
+
+def _raise_exception(message):
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(source: str) -> jinja2.Template:
+    """A chat template compiled as `transformers` compiles it: a sandbox (a template cannot reach
+    Python), trim_blocks and lstrip_blocks, loop controls, and its `tojson`, `raise_exception`
+    and `strftime_now`."""
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
+    return env.from_string(source)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatTemplate:
+    """A model's Jinja chat template (`tokenizer_config.json`'s "chat_template"), rendered as
+    `transformers`' `apply_chat_template(..., tokenize=False)` renders it; `special` holds the
+    tokens it may name (bos_token, eos_token, ...)."""
+
+    source: str
+    special: tuple[tuple[str, str], ...] = ()
+
+    def render(self, messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
+        """messages: [{"role": "system" | "user" | "assistant", "content": str}, ...]."""
+        return _compile(self.source).render(messages=list(messages), add_generation_prompt=add_generation_prompt,
+                                            **dict(self.special))
+
+    def assistant_spans(self, messages: Sequence[dict]) -> tuple[str, list[tuple[int, int]]]:
+        """The rendered conversation and the character spans of its assistant turns (the text
+        each assistant message adds after the generation prompt before it): the tokens an SFT
+        loss trains on. An error if the template rewrites earlier turns when a turn is added
+        (so no span can be cut out of the whole)."""
+        text, spans = self.render(messages), []
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            before, upto = self.render(messages[:i], add_generation_prompt=True), self.render(messages[:i + 1])
+            if not (upto.startswith(before) and text.startswith(upto)):
+                raise ValueError(f"the chat template renders turn {i} (assistant) differently once more turns follow, "
+                                 "so its tokens cannot be told apart; train on single-turn records")
+            spans.append((len(before), len(upto)))
+        return text, spans
+
+
+def render_prompt(tok, question: str, template: str) -> str:
+    """A question as the text a policy continues: the paper's R1-Zero template, R1's chat turn
+    opening the reasoning block, the model's own chat template (a user turn and the generation
+    prompt), or the raw question ('none')."""
+    if template == "r1-zero":
+        return render_r1_zero(question)
+    if template == "r1-chat":
+        return render_chat(question)
+    if template == "none":
+        return question
+    if template == "model":
+        if tok.chat_template is None:
+            raise ValueError(f"template 'model': {tok.path} has no chat template (tokenizer_config.json's "
+                             "'chat_template'); use r1-zero or r1-chat")
+        return tok.chat_template.render([{"role": "user", "content": question}], add_generation_prompt=True)
+    raise ValueError(f"unknown prompt template {template!r}; valid: {', '.join(PROMPT_TEMPLATES)}")
+
+
+def prompt_tokens(tok, question: str, template: str) -> list[int]:
+    """`render_prompt`'s text as token ids: BOS (if the tokenizer has one) + the text; a model's
+    chat template writes its own BOS where it wants one, so 'model' adds none (as
+    `transformers`' apply_chat_template(tokenize=True) does)."""
+    ids = tok.encode(render_prompt(tok, question, template))
+    return ids if template == "model" else [*tok.bos, *ids]

@@ -139,7 +139,7 @@ def test_imported_model_with_a_tokenizer_without_bos(tmp_path, tiny_cfg, qwen_li
     rl = {"trainer.steps": 1, "prompts_per_step": 2, "grpo.group_size": 2, "grpo.minibatches": 1,
           "rollout.max_new_tokens": 8, "n_train": 50}
     with pytest.raises(ValueError,
-                       match=f"is {longest} tokens in the R1-Zero template, more than max_prompt_tokens=32"):
+                       match=f"is {longest} tokens in the r1-zero template, more than max_prompt_tokens=32"):
         grpo(override_paths(RLConfig(out_dir=str(tmp_path / "short"), base_dir=str(base)), rl))
     assert not (tmp_path / "short" / "ckpt").exists() or checkpoint.latest_step(tmp_path / "short" / "ckpt") is None
     out = grpo(override_paths(RLConfig(out_dir=str(tmp_path / "rl"), base_dir=str(base)),

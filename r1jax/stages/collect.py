@@ -12,11 +12,12 @@ import jax
 import tqdm
 
 from r1jax import checkpoint, runtime, sampling
-from r1jax.config import ModelOverrides, RolloutConfig
+from r1jax.config import DataConfig, ModelOverrides, RolloutConfig
 from r1jax.rewards import RewardConfig, compute_rewards
 from r1jax.rewards.format import split_reasoning
 from r1jax.rewards.readability import readability_issues
-from r1jax.tasks import general_prompts, task_pool
+from r1jax.tasks import general_prompts
+from r1jax.tasks.datafiles import prompt_pool
 from r1jax.tasks.sft import write_sft_jsonl
 from r1jax.tasks.world import SUMMARY, refine_language
 from r1jax.tokenizer import render_cold_start
@@ -32,6 +33,7 @@ class CollectConfig:
     policy_dir: str = "runs/r1zero"  # tokenizer + ckpt/
     families: str = "world:language=both"  # reasoning prompts (r1jax.tasks.task_pool)
     n_prompts: int = 256
+    data: DataConfig = DataConfig()  # prompts from a file instead of the generated families
     samples: int = 4  # per prompt
     keep_per_prompt: int = 1  # distinct kept outputs per prompt at most
     # 'cold-start': '<think> R </think> <answer> v </answer>' -> '|special_token| R |special_token| summary'
@@ -102,13 +104,13 @@ def collect(cfg: CollectConfig) -> dict:
     mesh = runtime.make_mesh(cfg.mesh)
     source_step = checkpoint.latest_step(policy / "ckpt")
     params = checkpoint.restore_params(policy / "ckpt", model_cfg, mesh, step=source_step)
-    examples = task_pool(cfg.families, cfg.n_prompts, cfg.seed)
+    examples, bad_records = prompt_pool(cfg.data, cfg.families, cfg.n_prompts, cfg.seed)
     sampler = sampling.rollout_sampler(model_cfg, cfg.rollout, tok, mesh=mesh, group_size=cfg.samples)
     records, counts, issues = [], {"prompts": len(examples), "sampled": 0, "correct": 0, "readable": 0}, {}
     for i in tqdm.tqdm(range(0, len(examples), 32), desc="collect", unit="batch", dynamic_ncols=True):
         chunk = examples[i:i + 32]
         *_, roll, texts = sampling.rollout(sampler, params, tok, chunk, cfg.rollout.max_prompt_tokens,
-                                           jax.random.key(cfg.seed + i))
+                                           jax.random.key(cfg.seed + i), cfg.rollout.template)
         select_samples([ex for ex in chunk for _ in range(cfg.samples)], texts, roll.truncated, records, counts,
                        issues, rewrite=cfg.rewrite, keep_per_prompt=cfg.keep_per_prompt,
                        source=f"{policy.absolute()}/ckpt/{source_step}")
@@ -123,7 +125,7 @@ def collect(cfg: CollectConfig) -> dict:
     if runtime.is_lead():  # every process sampled the same records
         write_sft_jsonl(cfg.out, records)
     summary = {**counts, "kept_reasoning": len(records) - len(general), "general": len(general),
-               "issues": issues, "out": cfg.out}
+               "issues": issues, "out": cfg.out, "bad_records": len(bad_records)}
     runtime.write_text(Path(cfg.out).with_suffix(".summary.json"), json.dumps(summary, indent=2))
     runtime.barrier("r1jax:collect")
     return summary

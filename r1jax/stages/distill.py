@@ -184,7 +184,8 @@ def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, st
     pool = task_pool(cfg.families, cfg.n_prompts, cfg.trainer.seed)
     order = np.random.default_rng(cfg.trainer.seed).permutation(len(pool))
     B, N, P, T = cfg.batch_size, cfg.rollout.max_new_tokens, cfg.rollout.max_prompt_tokens, cfg.rollout.temperature
-    sampling.prompt_ids(tok, pool, P)  # a prompt too long for P fails now, not at the step that draws it
+    # a prompt too long for P fails now, not at the step that draws it
+    sampling.prompt_ids(tok, pool, P, cfg.rollout.template)
     sampler = sampling.rollout_sampler(student_cfg, cfg.rollout, tok, mesh=mesh)
     example = {"tokens": np.zeros((B, P + N), np.int32), "mask": np.zeros((B, P + N), bool),
                **{k: np.zeros((B, N), np.float32) for k in ("completion_mask", "old_logp", "teacher_logp")}}
@@ -197,7 +198,7 @@ def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, st
     def step_fn(state, step):
         examples = [pool[order[(step * B + i) % len(pool)]] for i in range(B)]
         key = jax.random.fold_in(base_key, step)
-        prompts, pmask, roll, _ = sampling.rollout(sampler, state.params, tok, examples, P, key)
+        prompts, pmask, roll, _ = sampling.rollout(sampler, state.params, tok, examples, P, key, cfg.rollout.template)
         lengths = np.asarray(roll.lengths)
         # only the columns some rollout uses, rounded up so that a handful of shapes compile
         n_used, p_used = round_up(int(lengths.max()), N), round_up(int(pmask.sum(1).max()), P)

@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from r1jax import checkpoint, losses, report, runtime, sampling, train
-from r1jax.config import GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
+from r1jax.config import DataConfig, GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
 from r1jax.rewards import RewardConfig, compute_rewards
 from r1jax.rewards.language import mixes_languages
 from r1jax.stages.reward_model import LearnedRewardModel
-from r1jax.tasks import task_pool
+from r1jax.tasks.datafiles import prompt_pool
 
 __all__ = ["RLConfig", "grpo", "overlong_penalty", "round_up"]
 
@@ -36,6 +36,7 @@ class RLConfig:
     base_dir: str = "runs/base"  # tokenizer.model or tokenizer.json, and ckpt/ (e.g. a `pretrain` output)
     families: str = "world"  # comma-separated task families with knobs, e.g. 'world:language=both,general'
     n_train: int = 4000  # generated training problems (drawn in a seeded order, then reused)
+    data: DataConfig = DataConfig()  # a training set on disk instead of the generated families
     prompts_per_step: int = 16
     reward_weights: str = "accuracy=1,format=1"  # R1 stages add language=1, format_r1, helpfulness, harmlessness
     reward_model: str = ""  # a reward-model stage directory (r1jax.stages.reward_model) for helpfulness / harmlessness
@@ -91,10 +92,10 @@ def grpo(cfg: RLConfig) -> dict:
         reward_models = {"helpfulness": rm, "harmlessness": rm}
 
     seed = cfg.trainer.seed
-    pool = task_pool(cfg.families, cfg.n_train, seed)
+    pool, bad_records = prompt_pool(cfg.data, cfg.families, cfg.n_train, seed)
     order = np.random.default_rng(seed).permutation(len(pool))
     Q, G, N, P = cfg.prompts_per_step, g.group_size, ro.max_new_tokens, ro.max_prompt_tokens
-    sampling.prompt_ids(tok, pool, P)  # a prompt too long for P fails now, not at the step that draws it
+    sampling.prompt_ids(tok, pool, P, ro.template)  # a prompt too long for P fails now, not at the step that draws it
     sampler = sampling.rollout_sampler(model_cfg, ro, tok, mesh=mesh, group_size=G)
 
     ckpt = checkpoint.Checkpointer(out / "ckpt", {"model": model_cfg, "grpo": cfg})
@@ -130,7 +131,7 @@ def grpo(cfg: RLConfig) -> dict:
         t0 = time.time()
         key = jax.random.fold_in(base_key, step)
         examples = [pool[order[(step * Q + i) % len(pool)]] for i in range(Q)]
-        prompts, pmask, roll, texts = sampling.rollout(sampler, state.params, tok, examples, P, key)
+        prompts, pmask, roll, texts = sampling.rollout(sampler, state.params, tok, examples, P, key, ro.template)
         t_sample = time.time() - t0
 
         # SCORE
@@ -229,6 +230,8 @@ def grpo(cfg: RLConfig) -> dict:
             desc="grpo", postfix={"reward": ("reward/total", ".2f"), "acc": ("accuracy", ".2f"),
                                   "len": ("response_length_mean", ".0f")})
     summary = {"step": int(state.step) // g.minibatches, "checkpoint": str(ckpt.directory)}
+    if cfg.data.path:
+        summary.update(data=cfg.data.path, records=len(pool), bad_records=len(bad_records))
     if last:
         summary["step_metrics"] = last
     if runtime.is_lead():

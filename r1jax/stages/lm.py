@@ -16,13 +16,22 @@ import jax
 import numpy as np
 
 from r1jax import checkpoint, data, runtime, sampling, train
-from r1jax.config import ModelConfig, ModelOverrides, OptimConfig, TrainerConfig, apply_overrides, get_preset, override
+from r1jax.config import (
+    PROMPT_TEMPLATES,
+    ModelConfig,
+    ModelOverrides,
+    OptimConfig,
+    TrainerConfig,
+    apply_overrides,
+    get_preset,
+    override,
+)
 from r1jax.model import forward
 from r1jax.tasks.sft import read_sft_jsonl
 from r1jax.tasks.world import world_corpus
-from r1jax.tokenizer import R1_ZERO_TEMPLATE, load_tokenizer, render_r1_zero, train_sentencepiece
+from r1jax.tokenizer import R1_ZERO_TEMPLATE, load_tokenizer, render_prompt, train_sentencepiece
 
-__all__ = ["PretrainConfig", "pretrain", "SFTConfig", "sft", "encode_doc", "encode_sft", "train_lm"]
+__all__ = ["PretrainConfig", "pretrain", "SFTConfig", "sft", "encode_doc", "encode_chat", "encode_sft", "train_lm"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +63,15 @@ class SFTConfig:
     epochs: float = 2.0  # the paper fine-tunes 2-3 epochs; sets the steps when trainer.steps is 0
     batch_size: int = 16  # rows of seq_len tokens, packed with documents
     seq_len: int = 256
+    template: str = "r1-zero"  # how a prompt is written: r1-zero, r1-chat, model (its chat template), none
     trainer: TrainerConfig = TrainerConfig(steps=0, checkpoint_every=100, log_every=10)
     # warmup over at most a tenth of the steps: a small set gives few
     optim: OptimConfig = OptimConfig(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01)
     model: ModelOverrides = ModelOverrides()
+
+    def __post_init__(self):
+        if self.template not in PROMPT_TEMPLATES:
+            raise ValueError(f"SFTConfig.template must be one of {', '.join(PROMPT_TEMPLATES)}, got {self.template!r}")
 
 
 def encode_doc(tok, prompt: str, response: str) -> tuple[list[int], int]:
@@ -68,10 +82,27 @@ def encode_doc(tok, prompt: str, response: str) -> tuple[list[int], int]:
     return [*head, *tok.encode(" " + response), tok.eos_id], len(head)
 
 
-def encode_sft(path: str | Path, tok, seq_len: int, field: str) -> list[tuple[list[int], int]]:
-    """Every record of an SFT JSONL (`r1jax.tasks.sft`), prompt in the R1-Zero template, as an
-    `encode_doc` document; an error naming file:line and `field` if any is longer than `seq_len`."""
-    encoded = [encode_doc(tok, render_r1_zero(r["prompt"]), r["response"]) for r in read_sft_jsonl(path)]
+def encode_chat(tok, prompt: str, response: str) -> tuple[list[int], int]:
+    """A (prompt, response) pair as the model's chat template writes a user turn and an assistant
+    turn, and the index of the first assistant token: the loss covers the assistant turn only."""
+    text, [(start, end)] = tok.chat_template.assistant_spans(
+        [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
+    head = tok.encode(text[:start])
+    return [*head, *tok.encode(text[start:end])], len(head)
+
+
+def encode_sft(path: str | Path, tok, seq_len: int, field: str, template: str = "r1-zero"
+               ) -> list[tuple[list[int], int]]:
+    """Every record of an SFT JSONL (`r1jax.tasks.sft`) as a training document: the prompt in
+    `template` then the response (`encode_doc`), or with template 'model' the model's chat
+    template's user and assistant turns (`encode_chat`); an error naming file:line and `field`
+    if any is longer than `seq_len`."""
+    records = read_sft_jsonl(path)
+    if template == "model":
+        render_prompt(tok, "", "model")  # a tokenizer without a chat template is an error here
+        encoded = [encode_chat(tok, r["prompt"], r["response"]) for r in records]
+    else:
+        encoded = [encode_doc(tok, render_prompt(tok, r["prompt"], template), r["response"]) for r in records]
     too_long = [i for i, (e, _) in enumerate(encoded) if len(e) > seq_len]
     if too_long:
         raise ValueError(f"{path}:{too_long[0] + 1}: {len(encoded[too_long[0]][0])} tokens, longer than "
@@ -164,7 +195,7 @@ def sft(cfg: SFTConfig) -> dict:
     tok = runtime.stage_tokenizer(init)
     runtime.copy_tokenizer(init, out)
     model_cfg = runtime.stage_model_config(init, cfg.model)
-    encoded = encode_sft(cfg.data, tok, cfg.seq_len, "SFTConfig.seq_len")
+    encoded = encode_sft(cfg.data, tok, cfg.seq_len, "SFTConfig.seq_len", cfg.template)
     lengths = [len(e) for e, _ in encoded]
     rows = data.count_rows(lengths[max(len(encoded) // 20, 1):], cfg.seq_len, cfg.trainer.seed, pack=True)
     if rows < cfg.batch_size:

@@ -1,0 +1,192 @@
+"""Training sets from files: JSONL, JSON and Parquet, one file, a glob, or a folder of shards as
+Hugging Face dataset repositories lay them out (`data/train-00000-of-00004.parquet`).
+
+Each record becomes an `Example` (a prompt and the reference answer the rewards check). The
+layout is detected from the first record's fields, or named:
+
+    gsm8k    {question, answer ending in "#### 72"}                -> "72"
+    math     {problem, solution with \\boxed{...}[, answer]}         -> answer, else the last box
+    numina   {problem, solution, answer} (NuminaMath, open-r1)      -> answer
+    verl     {prompt: [{role, content}, ...], reward_model: {ground_truth}, data_source}
+                                                                   -> the last user turn, ground_truth
+
+`prompt_field` / `answer_field` override where the prompt and answer are read. A record that
+cannot be used is reported with its file, row and field and counted; more than `max_bad_records`
+of them stop the read with that list. Nothing is dropped without a line saying so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from r1jax.config import DataConfig
+from r1jax.rewards.math_extract import last_boxed
+from r1jax.tasks.common import Example
+from r1jax.tasks.registry import task_pool
+
+__all__ = ["data_files", "read_records", "detect_format", "to_example", "load_examples", "prompt_pool"]
+
+SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def data_files(path: str) -> list[Path]:
+    """The data files of `path`, sorted: the file itself, a glob's matches, or every data file
+    under a folder (shards in name order)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())
+    elif any(c in path for c in "*?["):
+        files = sorted(Path(f) for f in glob.glob(path, recursive=True) if Path(f).suffix in SUFFIXES)
+    else:
+        if not p.is_file():
+            raise FileNotFoundError(f"data file {path} does not exist")
+        files = [p]
+    bad = [f for f in files if f.suffix not in SUFFIXES]
+    if bad or not files:
+        raise ValueError(f"{path}: expected .jsonl, .json or .parquet files, found "
+                         f"{', '.join(map(str, bad)) if bad else 'none'}")
+    return files
+
+
+def read_records(path: str) -> Iterator[tuple[str, object]]:
+    """("<file>:<row>", record) for every record of every file of `path` (rows count from 1;
+    a JSON file holds a list of records). A line that is not JSON raises ValueError naming it."""
+    for f in data_files(path):
+        if f.suffix == ".jsonl":
+            with f.open(encoding="utf-8") as lines:
+                for n, line in enumerate(lines, start=1):
+                    if line.strip():
+                        try:
+                            yield f"{f}:{n}", json.loads(line)
+                        except json.JSONDecodeError as e:
+                            raise ValueError(f"{f}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+        elif f.suffix == ".json":
+            data = json.loads(f.read_text(encoding="utf-8"))
+            rows = data if isinstance(data, list) else data.get("data") if isinstance(data, dict) else None
+            if not isinstance(rows, list):
+                raise ValueError(f"{f}: a JSON data file holds a list of records (or {{'data': [...]}})")
+            for n, record in enumerate(rows, start=1):
+                yield f"{f}:{n}", record
+        else:
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise ImportError(f"{f}: reading Parquet needs pyarrow: pip install 'r1jax[data]'") from None
+            for n, record in enumerate(pq.read_table(f).to_pylist(), start=1):
+                yield f"{f}:{n}", record
+
+
+def detect_format(record: object) -> str:
+    """The layout of a record by its fields (see the module docstring)."""
+    keys = set(record) if isinstance(record, dict) else set()
+    if {"prompt", "reward_model"} <= keys:
+        return "verl"
+    if {"question", "answer"} <= keys:
+        return "gsm8k"
+    if {"problem", "solution", "answer"} <= keys:
+        return "numina"
+    if {"problem", "solution"} <= keys:
+        return "math"
+    raise ValueError(f"no known layout has the fields {sorted(keys)}: expected gsm8k (question, answer), math "
+                     "(problem, solution), numina (problem, solution, answer) or verl (prompt, reward_model); "
+                     "name one with data.format and the fields with data.prompt_field / data.answer_field")
+
+
+_DEFAULT_FIELDS = {"gsm8k": ("question", "answer"), "math": ("problem", "answer"), "numina": ("problem", "answer"),
+                   "verl": ("prompt", "reward_model")}
+_GSM8K_FINAL = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+class BadRecord(ValueError):
+    """A record that cannot become an Example; the reader adds where it is."""
+
+
+def _text(record: dict, field: str) -> str:
+    if field not in record:
+        raise BadRecord(f"field {field!r} is missing")
+    value = record[field]
+    if not isinstance(value, str) or not value.strip():
+        raise BadRecord(f"field {field!r} must be a non-empty string, got {type(value).__name__} {str(value)[:40]!r}")
+    return value
+
+
+def to_example(record: object, fmt: str, prompt_field: str, answer_field: str, name: str) -> Example:
+    """One record as an Example of layout `fmt`, reading the prompt and answer from the given fields."""
+    if not isinstance(record, dict):
+        raise BadRecord(f"expected an object, got {type(record).__name__}")
+    metadata = {"family": "data", "source": record.get("data_source", name)}
+    if fmt == "verl" and prompt_field == "prompt":
+        turns = record.get("prompt")
+        users = [t.get("content") for t in turns if isinstance(t, dict) and t.get("role") == "user"] \
+            if isinstance(turns, list) else []
+        if not users or not isinstance(users[-1], str):
+            raise BadRecord("field 'prompt' must be a list of chat messages with a user turn")
+        prompt = users[-1]
+    else:
+        prompt = _text(record, prompt_field)
+    if fmt == "verl" and answer_field == "reward_model":
+        truth = record.get("reward_model", {}).get("ground_truth") if isinstance(record.get("reward_model"), dict) \
+            else None
+        if not isinstance(truth, (str, int, float)) or isinstance(truth, bool):
+            raise BadRecord("field 'reward_model.ground_truth' is missing or not a string or number")
+        answer = str(truth)
+    elif fmt == "gsm8k" and answer_field == "answer":
+        raw = _text(record, "answer")
+        if "####" not in raw:
+            raise BadRecord("field 'answer' has no '#### <number>' final line")
+        answer = raw.rsplit("####", 1)[1].strip().replace(",", "")
+        if not _GSM8K_FINAL.fullmatch(answer):
+            raise BadRecord(f"field 'answer': the final answer {answer!r} is not a number")
+    elif fmt == "math" and answer_field == "answer" and "answer" not in record:
+        answer = last_boxed(_text(record, "solution"))
+        if answer is None:
+            raise BadRecord("field 'solution' has no \\boxed{...} answer (and there is no 'answer' field)")
+    else:
+        answer = record[answer_field] if answer_field in record else None
+        if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+            answer = str(answer)
+        if not isinstance(answer, str) or not answer.strip():
+            raise BadRecord(f"field {answer_field!r} is missing or empty")
+    return Example(id="", prompt=prompt, answer=answer.strip(), metadata=metadata)
+
+
+def load_examples(cfg: DataConfig) -> tuple[list[Example], list[str]]:
+    """Every usable record of `cfg.path` as an Example (ids '<file stem>-<row>'), and the report
+    of each unusable one ('<file>:<row>: <reason>'). More than cfg.max_bad_records unusable
+    records raise ValueError listing them."""
+    examples, bad, fmt = [], [], None
+    for where, record in read_records(cfg.path):
+        if fmt is None:
+            fmt = detect_format(record) if cfg.format == "auto" else cfg.format
+            prompt_field = cfg.prompt_field or _DEFAULT_FIELDS[fmt][0]
+            answer_field = cfg.answer_field or _DEFAULT_FIELDS[fmt][1]
+        file, _, row = where.rpartition(":")
+        try:
+            ex = to_example(record, fmt, prompt_field, answer_field, Path(file).stem)
+        except BadRecord as e:
+            bad.append(f"{where}: {e}")
+            if len(bad) > cfg.max_bad_records:
+                raise ValueError(f"{len(bad)} unusable record(s) in {cfg.path}, more than data.max_bad_records="
+                                 f"{cfg.max_bad_records}:\n  " + "\n  ".join(bad)) from None
+            continue
+        examples.append(dataclasses.replace(ex, id=f"{Path(file).stem}-{row}"))
+    if not examples:
+        raise ValueError(f"{cfg.path}: no usable records")
+    return examples, bad
+
+
+def prompt_pool(data: DataConfig, families: str, n: int, seed: int) -> tuple[list[Example], list[str]]:
+    """A stage's prompts: the records of `data.path` when it is set (and the report of the unusable
+    ones, also printed), else `n` generated problems of each of `families` (r1jax.tasks.task_pool)."""
+    if not data.path:
+        return task_pool(families, n, seed), []
+    examples, bad = load_examples(data)
+    for line in bad:
+        print(f"skipped unusable record {line}", file=sys.stderr)
+    return examples, bad
