@@ -123,7 +123,7 @@ def run_loop(state: Any, step_fn: Callable[[Any, int], tuple[Any, dict]], *, out
             for step in range(start, steps):
                 state, metrics = step_fn(state, step)
                 if (step + 1) % trainer.log_every == 0 or step + 1 == steps:
-                    last = {k: _scalar(v) for k, v in jax.device_get(metrics).items()}
+                    last = {k: _scalar(jax.device_get(v)) for k, v in metrics.items()}  # in the step's order
                     if rate is not None:  # steps have a similar count, so the last stands for the interval
                         elapsed, t0 = max(time.time() - t0, 1e-9), time.time()
                         last[rate[1]] = last.pop(rate[0]) * trainer.log_every / elapsed
