@@ -12,6 +12,7 @@ Run it on every worker (tpu_setup/launch.sh) after importing the base model:
 
     r1jax convert hf-to-ckpt Qwen2.5-Math-1.5B runs/qwen-math-1.5b-base/ckpt --dtype float32
     cp Qwen2.5-Math-1.5B/tokenizer.json Qwen2.5-Math-1.5B/tokenizer_config.json runs/qwen-math-1.5b-base/
+    mkdir -p runs/data && cp ../shared/data/gsm8k_train.jsonl runs/data/
     r1jax grpo --config experiments/r1_zero_qwen_math_1_5b.py
 
 Memory from the planner:
@@ -37,7 +38,7 @@ Memory from the planner:
     fits on v4-32 (32 GiB HBM per chip): 58% of HBM at peak
 """
 
-from r1jax.config import GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
+from r1jax.config import DataConfig, GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
 from r1jax.stages.grpo import RLConfig
 
 PLAN = dict(
@@ -53,7 +54,7 @@ def get_config() -> RLConfig:
     return RLConfig(
         base_dir="runs/qwen-math-1.5b-base",
         out_dir="runs/qwen-math-1.5b-r1zero",
-        families="arithmetic,countdown,linear,word",
+        data=DataConfig(path="runs/data/gsm8k_train.jsonl"),  # GSM8K's 7,473 problems (the shared data folder)
         prompts_per_step=PLAN["batch"],
         reward_weights="accuracy=1,format=1",
         trainer=TrainerConfig(steps=1000, checkpoint_every=50, mesh=PLAN["mesh"]),

@@ -60,6 +60,7 @@ Run it on every worker (tpu_setup/launch.sh) after importing the base model:
 
     r1jax convert hf-to-ckpt {hf_dir} runs/{short}-base/ckpt --dtype float32
     cp {hf_dir}/tokenizer.json {hf_dir}/tokenizer_config.json runs/{short}-base/
+    mkdir -p runs/data && cp ../shared/data/gsm8k_train.jsonl runs/data/
     r1jax grpo --config experiments/{stem}.py
 
 Memory from the planner:\n\n    {cmd}
@@ -67,7 +68,7 @@ Memory from the planner:\n\n    {cmd}
 {table}
 """
 
-from r1jax.config import GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
+from r1jax.config import DataConfig, GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
 from r1jax.stages.grpo import RLConfig
 
 PLAN = dict({plan_kwargs})
@@ -79,7 +80,7 @@ def get_config() -> RLConfig:
     return RLConfig(
         base_dir="runs/{short}-base",
         out_dir="runs/{short}-r1zero",
-        families="arithmetic,countdown,linear,word",
+        data=DataConfig(path="runs/data/gsm8k_train.jsonl"),  # GSM8K's 7,473 problems (the shared data folder)
         prompts_per_step=PLAN["batch"],
         reward_weights="accuracy=1,format=1",
         trainer=TrainerConfig(steps={steps}, checkpoint_every=50, mesh=PLAN["mesh"]),

@@ -1,5 +1,6 @@
 """Every experiment file is a runnable config: `get_config()` returns its stage's config, and
-`r1jax <stage> --config FILE` with flags that shrink it to a tiny world runs one step of it."""
+`r1jax <stage> --config FILE` with flags that shrink it to a tiny world runs one step of it, on
+2 processes x 2 devices as on 2 hosts."""
 
 import importlib
 import importlib.util
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from hosts import run_hosts
 
 from r1jax import cli
 from r1jax.config import TrainerConfig
@@ -37,6 +39,9 @@ def tiny_stage(tmp_path_factory):
     write_sft_jsonl(d / "sft.jsonl", [{"prompt": f"Compute {i} + 2.",
                                        "response": f"<think> {i} + 2 = {i + 2}. </think> <answer> {i + 2} </answer>"}
                                       for i in range(40)])
+    # the RL experiments' training set (GSM8K), in little
+    (d / "gsm8k.jsonl").write_text("".join(json.dumps({"question": f"Compute {i} + 2.", "answer": f"#### {i + 2}"})
+                                           + "\n" for i in range(8)))
     return d
 
 
@@ -54,17 +59,17 @@ def test_experiment_runs_one_step_at_a_tiny_size(path, tiny_stage, tmp_path, cap
     if command == "grpo":
         flags += ["--base-dir", str(tiny_stage / "base"), "--trainer.steps", "1", "--prompts-per-step", "2",
                   "--grpo.group-size", "2", "--grpo.minibatches", "1", "--rollout.max-new-tokens", "8",
-                  "--n-train", "4"]
+                  "--n-train", "4", "--data.path", str(tiny_stage / "gsm8k.jsonl")]
     elif command == "sft":
         flags += ["--init-dir", str(tiny_stage / "base"), "--data", str(tiny_stage / "sft.jsonl"), "--seq-len", "64",
-                  "--batch-size", "1", "--trainer.steps", "1"]
+                  "--batch-size", "4", "--trainer.steps", "1"]
     else:  # the world job and the whole recipe are runs of many stages, tested end to end elsewhere
         cli.main([command, "--config", str(path), "--print-config"])
         assert json.loads(capsys.readouterr().out)["out_dir"] == cfg.out_dir
         return
-    cli.main([command, *flags])
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["step"] == 1
+    for r in run_hosts(2, 2, [command, *flags]):
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert json.loads(r.stdout[r.stdout.index("{\n"):])["step"] == 1  # after gloo's connection lines
     metrics = [json.loads(line) for line in open(tmp_path / "out" / "metrics.jsonl")]
     assert len(metrics) == 1 and metrics[0]["step"] == 1 and metrics[0]["loss"] == metrics[0]["loss"]  # not NaN
 

@@ -5,38 +5,13 @@ shardings replicated with different rows per host; a checkpoint written by 2 pro
 on 1; a batch that cannot split over the hosts' devices is an error naming the sizes."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
+from hosts import run_hosts
 
 from r1jax import checkpoint, runtime
-
-TIMEOUT = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_hosts(processes: int, devices: int, args: list[str]) -> list[subprocess.CompletedProcess]:
-    """`r1jax <args>` on `processes` JAX processes with `devices` CPU devices each; every one must succeed."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
-    if processes > 1:
-        env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES=str(processes))
-    procs = [subprocess.Popen([sys.executable, "-m", "r1jax.cli", *args], env={**env, "JAX_PROCESS_ID": str(i)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(processes)]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=TIMEOUT)
-        results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    return results
 
 
 def _ok(results):
