@@ -23,7 +23,8 @@ from r1jax.config import MeshConfig, ModelConfig, ModelOverrides, TrainerConfig,
 from r1jax.model import FlaxModel, model_from_json
 from r1jax.tokenizer import load_tokenizer
 
-__all__ = ["make_mesh", "is_lead", "barrier", "write_text", "stage_tokenizer", "stage_model_config", "copy_tokenizer",
+__all__ = ["make_mesh", "is_lead", "barrier", "write_text", "load_stage", "stage_tokenizer", "stage_model_config",
+           "copy_tokenizer",
            "stop_on_signals", "run_loop", "resume_or_init"]
 
 
@@ -62,6 +63,15 @@ def stage_model_config(directory: str | Path, overrides: ModelOverrides | None =
     ModelConfig or a FlaxModel), with `overrides` applied."""
     cfg = model_from_json(checkpoint.read_run_config(Path(directory) / "ckpt")["model"])
     return cfg if overrides is None else apply_overrides(cfg, overrides)
+
+
+def load_stage(directory: str | Path, overrides: ModelOverrides | None = None, out: str | Path | None = None):
+    """(model, tokenizer) of a stage directory, the model with `overrides` applied; with `out`,
+    the directory the next stage writes: created, and handed the tokenizer."""
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        copy_tokenizer(directory, out)
+    return stage_model_config(directory, overrides), stage_tokenizer(directory)
 
 
 def copy_tokenizer(src: str | Path, out: str | Path) -> None:

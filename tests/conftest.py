@@ -50,3 +50,15 @@ def qwen_like_tokenizer(tmp_path_factory):
     (out / "tokenizer_config.json").write_text(json.dumps(
         {"eos_token": {"content": "<|endoftext|>"}, "pad_token": "<|endoftext|>", "bos_token": None}))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_world_base(tmp_path_factory):
+    """A stage directory: the embedded world's tokenizer and a tiny base pretrained for 10 steps."""
+    from r1jax.config import override_paths
+    from r1jax.stages import lm
+    d = tmp_path_factory.mktemp("tiny_world_base")
+    lm.pretrain(override_paths(lm.PretrainConfig(out_dir=str(d)), {
+        "preset": "tiny", "trainer.steps": 10, "batch_size": 8, "seq_len": 192, "n_examples": 300,
+        "trainer.checkpoint_every": 10, "trainer.log_every": 5}))
+    return d

@@ -11,7 +11,6 @@ import pytest
 from r1jax import checkpoint, runtime
 from r1jax.config import DataConfig, override_paths
 from r1jax.stages import grpo as grpo_stage
-from r1jax.stages import lm
 from r1jax.tasks import default_data_dir, task_pool
 from r1jax.tasks.datafiles import data_files, load_examples
 
@@ -95,13 +94,9 @@ def test_the_real_gsm8k_training_set_loads_whole():
     assert all(e.answer.lstrip("-").replace(".", "", 1).isdigit() for e in examples)
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    d = tmp_path_factory.mktemp("base")
-    lm.pretrain(override_paths(lm.PretrainConfig(out_dir=str(d)), {
-        "preset": "tiny", "trainer.steps": 10, "batch_size": 8, "seq_len": 192, "n_examples": 300,
-        "trainer.checkpoint_every": 10, "trainer.log_every": 5}))
-    return d
+@pytest.fixture
+def base(tiny_world_base):
+    return tiny_world_base
 
 
 def test_rl_from_a_gsm8k_file_equals_rl_from_the_generator(base, tmp_path):
@@ -126,3 +121,21 @@ def test_rl_from_a_gsm8k_file_equals_rl_from_the_generator(base, tmp_path):
     for a, b in zip(*(jax.tree.leaves(checkpoint.restore_params(tmp_path / d / "ckpt", runtime.stage_model_config(
             tmp_path / d))) for d in ("gen", "file"))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_chat_message_sft_records(tmp_path):
+    """open-r1's / OpenThoughts' layout: {"messages": [...]} becomes a prompt and a response; a
+    conversation that is not one user turn and one answer is an error naming its line."""
+    from r1jax.tasks.sft import read_sft_jsonl
+    good = {"messages": [{"role": "system", "content": "Think first."}, {"role": "user", "content": "2 + 2?"},
+                         {"role": "assistant", "content": "<think> 2 + 2 = 4 </think> 4"}], "source": "open-r1"}
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps(good) + "\n")
+    want = {"source": "open-r1", "prompt": "2 + 2?", "response": "<think> 2 + 2 = 4 </think> 4"}
+    assert read_sft_jsonl(path) == [want]
+    bad = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                        {"role": "user", "content": "c"}]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match=r"chat\.jsonl:2: field 'messages': expected one user turn then one assistant "
+                                         r"turn .* got roles \['user', 'assistant', 'user'\]"):
+        read_sft_jsonl(path)

@@ -23,13 +23,9 @@ def _rl(out_dir, base):
     return override_paths(grpo_stage.RLConfig(out_dir=str(out_dir), base_dir=str(base)), RL)
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    d = tmp_path_factory.mktemp("base")
-    lm.pretrain(override_paths(lm.PretrainConfig(out_dir=str(d)), {
-        "preset": "tiny", "trainer.steps": 10, "batch_size": 8, "seq_len": 192, "n_examples": 300,
-        "trainer.checkpoint_every": 10, "trainer.log_every": 5}))
-    return d
+@pytest.fixture
+def base(tiny_world_base):
+    return tiny_world_base
 
 
 def test_r1_zero_runs_and_logs(base, tmp_path):

@@ -99,8 +99,7 @@ def select_samples(group, texts, truncated, records: list, counts: dict, issues:
 def collect(cfg: CollectConfig) -> dict:
     """Write `cfg.out`; returns counts (sampled, correct, readable, kept) for the report."""
     policy = Path(cfg.policy_dir)
-    tok = runtime.stage_tokenizer(policy)
-    model_cfg = runtime.stage_model_config(policy, cfg.model)
+    model_cfg, tok = runtime.load_stage(policy, cfg.model)
     mesh = runtime.make_mesh(cfg.mesh)
     source_step = checkpoint.latest_step(policy / "ckpt")
     params = checkpoint.restore_params(policy / "ckpt", model_cfg, mesh, step=source_step)

@@ -28,11 +28,11 @@ import jax
 import numpy as np
 
 from r1jax import checkpoint, data, runtime, sampling, train
-from r1jax.config import ModelConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
+from r1jax.config import DataConfig, ModelConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
 from r1jax.model import count_params, forward
 from r1jax.stages.grpo import round_up
 from r1jax.stages.lm import encode_sft
-from r1jax.tasks import task_pool
+from r1jax.tasks.datafiles import prompt_pool
 
 __all__ = ["DistillConfig", "distill", "teacher_topk", "check_same_tokenizer"]
 
@@ -50,6 +50,7 @@ class DistillConfig:
     data: str = ""  # logits mode: an SFT JSONL of {"prompt", "response"}
     families: str = "world"  # on-policy mode: task families of the prompts (r1jax.tasks.task_pool)
     n_prompts: int = 4000  # on-policy mode: generated prompts per family (drawn in a seeded order, then reused)
+    data: DataConfig = DataConfig()  # on-policy mode: prompts from a file instead of the generated families
     top_k: int = 16  # logits mode: teacher tokens kept per position
     batch_size: int = 16  # logits mode: packed rows of seq_len tokens; on-policy mode: prompts, one sample each
     seq_len: int = 256  # logits mode
@@ -97,10 +98,9 @@ def distill(cfg: DistillConfig) -> dict:
     """Train (or resume) a student from `cfg.student_dir` on a frozen teacher from `cfg.teacher_dir`.
     Writes ckpt/, metrics.jsonl, the tokenizer and summary.json in `cfg.out_dir`."""
     out, teacher_dir, student_dir = Path(cfg.out_dir), Path(cfg.teacher_dir), Path(cfg.student_dir)
-    tok = runtime.stage_tokenizer(student_dir)
-    check_same_tokenizer(runtime.stage_tokenizer(teacher_dir), tok)
-    teacher_cfg = runtime.stage_model_config(teacher_dir)
-    student_cfg = runtime.stage_model_config(student_dir, cfg.model)
+    teacher_cfg, teacher_tok = runtime.load_stage(teacher_dir)
+    student_cfg, tok = runtime.load_stage(student_dir, cfg.model)
+    check_same_tokenizer(teacher_tok, tok)
     for who, mc in (("teacher", teacher_cfg), ("student", student_cfg)):
         if mc.vocab_size < tok.vocab_size:
             raise ValueError(f"the {who}'s model has {mc.vocab_size} vocabulary rows, fewer than the "
@@ -181,7 +181,7 @@ def _logits_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state
 def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx, data_state):
     """(step_fn(state, step) -> (state, metrics), data_state(next_step)) for mode 'on-policy'.
     The prompts and the sampling key are functions of the step, so there is no data state to restore."""
-    pool = task_pool(cfg.families, cfg.n_prompts, cfg.trainer.seed)
+    pool, _ = prompt_pool(cfg.data, cfg.families, cfg.n_prompts, cfg.trainer.seed)
     order = np.random.default_rng(cfg.trainer.seed).permutation(len(pool))
     B, N, P, T = cfg.batch_size, cfg.rollout.max_new_tokens, cfg.rollout.max_prompt_tokens, cfg.rollout.temperature
     # a prompt too long for P fails now, not at the step that draws it

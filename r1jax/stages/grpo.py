@@ -77,10 +77,7 @@ def overlong_penalty(lengths: np.ndarray, max_new: int, buffer: int) -> np.ndarr
 def grpo(cfg: RLConfig) -> dict:
     """Run (or resume) GRPO from `cfg.base_dir`. Writes metrics.jsonl, samples.jsonl, aha.jsonl and ckpt/."""
     out, base = Path(cfg.out_dir), Path(cfg.base_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = runtime.stage_tokenizer(base)
-    runtime.copy_tokenizer(base, out)
-    model_cfg = runtime.stage_model_config(base, cfg.model)
+    model_cfg, tok = runtime.load_stage(base, cfg.model, out)
     g, ro = cfg.grpo, cfg.rollout
     reward_cfg = cfg.rewards()
     tx = train.make_optimizer(cfg.optim, total_steps=cfg.trainer.steps)

@@ -191,10 +191,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
 def sft(cfg: SFTConfig) -> dict:
     """Fine-tune (or resume) `init_dir`'s model on `data`; writes `out_dir` (tokenizer + ckpt/)."""
     out, init = Path(cfg.out_dir), Path(cfg.init_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tok = runtime.stage_tokenizer(init)
-    runtime.copy_tokenizer(init, out)
-    model_cfg = runtime.stage_model_config(init, cfg.model)
+    model_cfg, tok = runtime.load_stage(init, cfg.model, out)
     encoded = encode_sft(cfg.data, tok, cfg.seq_len, "SFTConfig.seq_len", cfg.template)
     lengths = [len(e) for e, _ in encoded]
     rows = data.count_rows(lengths[max(len(encoded) // 20, 1):], cfg.seq_len, cfg.trainer.seed, pack=True)

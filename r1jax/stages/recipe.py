@@ -192,9 +192,9 @@ def r1(cfg: R1Config) -> dict:
     results = {}
     t0 = time.time()
     for name, (directory, fmt) in stages.items():
-        model_cfg = runtime.stage_model_config(directory)
+        model_cfg, tok = runtime.load_stage(directory)
         params = checkpoint.restore_params(directory / "ckpt", model_cfg)
-        results[name] = evaluate_policy(model_cfg, params, runtime.stage_tokenizer(directory), heldout,
+        results[name] = evaluate_policy(model_cfg, params, tok, heldout,
                                         samples=cfg.eval_samples, max_new_tokens=N, format_reward=fmt, seed=cfg.seed)
         results[name]["params"] = sum(x.size for x in jax.tree.leaves(params))
     minutes["evaluation"] = (time.time() - t0) / 60

@@ -89,8 +89,7 @@ def world(cfg: WorldConfig) -> dict:
         return {"stopped": "pretrain"}
     t_pre = time.time() - t0
     heldout = world_heldout(cfg.eval_problems, cfg.seed)
-    tok = runtime.stage_tokenizer(Path(pre.out_dir))
-    model_cfg = runtime.stage_model_config(pre.out_dir)
+    model_cfg, tok = runtime.load_stage(pre.out_dir)
     mesh = runtime.make_mesh(cfg.mesh)
 
     def evaluate(ckpt_dir: Path) -> dict:

@@ -20,7 +20,7 @@ from typing import Iterable
 from r1jax.tasks.benchmarks import jsonl_objects
 from r1jax.tokenizer import parse_cold_start
 
-__all__ = ["read_sft_jsonl", "write_sft_jsonl"]
+__all__ = ["read_sft_jsonl", "write_sft_jsonl", "from_messages"]
 
 _FIELDS = ("prompt", "response")
 
@@ -44,8 +44,25 @@ def _problem(record, cold_start: bool) -> str | None:
     return None
 
 
+def from_messages(record: dict) -> dict:
+    """A chat-message record ({"messages": [{role, content}, ...]}, open-r1's and OpenThoughts'
+    layout) as a {"prompt", "response"} record: one user turn and the assistant's answer to it
+    (a leading system turn is dropped); other fields are kept as provenance. A record it cannot
+    turn into one pair raises ValueError naming why."""
+    messages = record["messages"]
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise ValueError("field 'messages' must be a list of {role, content} objects")
+    turns = [m for m in messages if m.get("role") != "system"]
+    if [m.get("role") for m in turns] != ["user", "assistant"]:
+        raise ValueError(f"field 'messages': expected one user turn then one assistant turn (after an optional "
+                         f"system turn), got roles {[m.get('role') for m in messages]}")
+    rest = {k: v for k, v in record.items() if k != "messages"}
+    return {**rest, "prompt": turns[0].get("content"), "response": turns[1].get("content")}
+
+
 def read_sft_jsonl(path: str | os.PathLike, *, cold_start: bool = False) -> list[dict]:
-    """The records of an SFT file, in file order (blank lines skipped).
+    """The records of an SFT file, in file order (blank lines skipped): {"prompt", "response"}
+    objects, or chat-message records (`from_messages`).
 
     cold_start=True also requires every response to be in the cold-start format.  Raises
     FileNotFoundError for a missing file and ValueError naming "<file>:<line>" and the field for
@@ -53,6 +70,11 @@ def read_sft_jsonl(path: str | os.PathLike, *, cold_start: bool = False) -> list
     """
     records = []
     for where, record in jsonl_objects(Path(path)):
+        if "messages" in record and "prompt" not in record:
+            try:
+                record = from_messages(record)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
         problem = _problem(record, cold_start)
         if problem:
             raise ValueError(f"{where}: {problem}")
