@@ -108,3 +108,16 @@ def test_the_rules_catch_what_they_claim_to(tmp_path, monkeypatch):
             assert message in str(e)
         else:
             raise AssertionError(f"{check.__name__} passed on a planted violation")
+
+
+def test_no_config_field_is_declared_twice():
+    """A dataclass silently keeps the last of two fields with one name (a second `data` once
+    replaced distillation's SFT file): every class body declares each name once."""
+    twice = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                names = [s.target.id for s in node.body
+                         if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)]
+                twice += [f"{path}: {node.name}.{n}" for n in set(names) if names.count(n) > 1]
+    assert not twice, twice

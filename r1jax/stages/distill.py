@@ -50,7 +50,7 @@ class DistillConfig:
     data: str = ""  # logits mode: an SFT JSONL of {"prompt", "response"}
     families: str = "world"  # on-policy mode: task families of the prompts (r1jax.tasks.task_pool)
     n_prompts: int = 4000  # on-policy mode: generated prompts per family (drawn in a seeded order, then reused)
-    data: DataConfig = DataConfig()  # on-policy mode: prompts from a file instead of the generated families
+    prompt_data: DataConfig = DataConfig()  # on-policy mode: prompts from a file instead of the generated families
     top_k: int = 16  # logits mode: teacher tokens kept per position
     batch_size: int = 16  # logits mode: packed rows of seq_len tokens; on-policy mode: prompts, one sample each
     seq_len: int = 256  # logits mode
@@ -181,7 +181,7 @@ def _logits_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state
 def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx, data_state):
     """(step_fn(state, step) -> (state, metrics), data_state(next_step)) for mode 'on-policy'.
     The prompts and the sampling key are functions of the step, so there is no data state to restore."""
-    pool, _ = prompt_pool(cfg.data, cfg.families, cfg.n_prompts, cfg.trainer.seed)
+    pool, _ = prompt_pool(cfg.prompt_data, cfg.families, cfg.n_prompts, cfg.trainer.seed)
     order = np.random.default_rng(cfg.trainer.seed).permutation(len(pool))
     B, N, P, T = cfg.batch_size, cfg.rollout.max_new_tokens, cfg.rollout.max_prompt_tokens, cfg.rollout.temperature
     # a prompt too long for P fails now, not at the step that draws it
