@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import importlib.util
 import json
 import os
@@ -162,10 +163,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="r1jax", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    stage_parsers = {}
     for name, (module, cls, _, help_text) in STAGES.items():
         p = sub.add_parser(name, aliases=ALIASES.get(name, []), help=help_text, allow_abbrev=False)
-        stage_parsers[name] = p
         add_config_flags(p, getattr(importlib.import_module(module), cls))
     plan.add_parser(sub)
     c = sub.add_parser("convert", help="Hugging Face safetensors <-> r1jax orbax checkpoint", allow_abbrev=False)
@@ -175,8 +174,18 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="parameter dtype for hf-to-ckpt (default: the checkpoint's)")
 
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     command = next((n for n, a in ALIASES.items() if args.command in a), args.command)
+    if unknown and command not in STAGES:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # name the valid flags, the closest first
+        module_name, cls_name, _, _ = STAGES[command]
+        cls = getattr(importlib.import_module(module_name), cls_name)
+        valid = ["--config", "--print-config", *("--" + p.replace("_", "-") for p in flat_fields(cls))]
+        close = difflib.get_close_matches(unknown[0].split("=")[0], valid, n=3)
+        parser.exit(2, f"r1jax {args.command}: unknown argument(s) {' '.join(unknown)}"
+                       + (f"; did you mean {' or '.join(close)}?" if close else "")
+                       + f"\nvalid flags: {' '.join(valid)}\n")
     if command in STAGES:
         module_name, cls_name, fn, _ = STAGES[command]
         module = importlib.import_module(module_name)

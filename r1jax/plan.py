@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from jax.sharding import AbstractMesh, NamedSharding
 
 from r1jax import losses, model, train
-from r1jax.config import MeshConfig, ModelConfig, get_preset, override
+from r1jax.config import GRPOConfig, MeshConfig, ModelConfig, get_preset, override
 from r1jax.sharding import MESH_AXES, logical_spec, tree_shardings
 
 __all__ = ["HBM_GIB", "MemoryPlan", "abstract_mesh", "plan", "chip_type", "fits", "format_plan", "add_parser",
@@ -153,7 +153,7 @@ def _residual_bytes(cfg, stage: str, rows: int, prompt_len: int, n_new: int, bet
 
 def plan(model_name: str, mesh: str, stage: str = "grpo", *, batch: int = 32, group: int = 16,
          minibatches: int = 1, max_new_tokens: int = 1024, prompt_len: int = 512, param_dtype: str | None = None,
-         dtype: str | None = None, remat: bool = True, beta: float = 0.001) -> MemoryPlan:
+         dtype: str | None = None, remat: bool = True, beta: float = GRPOConfig.beta) -> MemoryPlan:
     """Per-device memory of one stage.
 
     grpo: `batch` prompts a step, `group` samples each (the sampler holds batch * group rows
@@ -274,7 +274,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="compute dtype; default: the preset's")
     p.add_argument("--remat", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--beta", type=float, default=0.001, help="grpo: KL coefficient; 0 keeps no reference model")
+    p.add_argument("--beta", type=float, default=GRPOConfig.beta,
+                   help="grpo: KL coefficient; 0 keeps no reference model")
     p.add_argument("--device", default=None, help=f"say whether it fits: {', '.join(HBM_GIB)} or a slice like v4-32")
     return p
 
