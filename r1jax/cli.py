@@ -129,15 +129,18 @@ def _convert(args) -> None:
 def _init_distributed() -> None:
     """Join the other hosts of a multi-host run before anything touches a device: on a Cloud
     TPU pod slice (TPU_WORKER_HOSTNAMES lists several workers) JAX finds its peers itself;
-    elsewhere (GPU clusters) set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID."""
+    elsewhere (GPU clusters) set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+    When a host dies the others abort once it has missed heartbeats for R1JAX_HEARTBEAT_TIMEOUT
+    seconds (default 100, jax's); rerun every process to resume from the last checkpoint."""
     import jax
     # several processes on CPUs (a test of the multi-host path on one machine) talk through gloo
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    heartbeat = int(os.environ.get("R1JAX_HEARTBEAT_TIMEOUT", "100"))
     if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
-        jax.distributed.initialize()
+        jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat)
     elif os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize(os.environ["JAX_COORDINATOR_ADDRESS"], int(os.environ["JAX_NUM_PROCESSES"]),
-                                   int(os.environ["JAX_PROCESS_ID"]))
+                                   int(os.environ["JAX_PROCESS_ID"]), heartbeat_timeout_seconds=heartbeat)
 
 
 def _print_result(command: str, module, cfg, result) -> None:

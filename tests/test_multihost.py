@@ -9,7 +9,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from hosts import run_hosts
+from hosts import run_hosts, start_hosts
 
 from r1jax import checkpoint, runtime
 
@@ -92,3 +92,23 @@ def test_eval_on_two_hosts_equals_one_host(pretrained, tmp_path):
 
     assert len(rows("two")) == 12 and rows("two") == rows("one")
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["chain"]["problems"] == 6
+
+
+def test_a_killed_host_stops_the_others_and_a_restart_resumes(tmp_path):
+    """SIGKILL one of two processes after a checkpoint: the other aborts once the dead one misses
+    its heartbeats, saying another task died; rerunning both resumes from the last checkpoint."""
+    import signal
+    import time
+    args = [*PRETRAIN, "--out-dir", str(tmp_path / "run"), "--trainer.steps", "40", "--trainer.checkpoint-every", "5"]
+    procs = start_hosts(2, 2, args, R1JAX_HEARTBEAT_TIMEOUT="10")
+    deadline = time.time() + 300
+    while not (tmp_path / "run" / "ckpt" / "10").is_dir():
+        assert time.time() < deadline and procs[0].poll() is None, "no checkpoint at step 10"
+        time.sleep(0.5)
+    procs[1].send_signal(signal.SIGKILL)
+    _, err = procs[0].communicate(timeout=120)
+    procs[1].communicate()
+    assert procs[0].returncode != 0 and "another task died" in err
+    results = _ok(run_hosts(2, 2, args, R1JAX_HEARTBEAT_TIMEOUT="10"))
+    assert "resumed from" in results[0].stdout + results[0].stderr
+    assert json.loads(results[0].stdout[results[0].stdout.index("{\n"):])["step"] == 40
