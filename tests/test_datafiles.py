@@ -139,3 +139,15 @@ def test_chat_message_sft_records(tmp_path):
     with pytest.raises(ValueError, match=r"chat\.jsonl:2: field 'messages': expected one user turn then one assistant "
                                          r"turn .* got roles \['user', 'assistant', 'user'\]"):
         read_sft_jsonl(path)
+
+
+def test_prompts_walk_a_new_shuffle_each_epoch():
+    """Step s of a run draws positions [s*Q, (s+1)*Q) of the stream: epoch 0 is the seeded
+    permutation the stages always used, each later epoch another permutation of the whole pool."""
+    from r1jax.tasks.datafiles import draw
+    pool = list(range(10))
+    first = np.random.default_rng(3).permutation(10)
+    assert draw(pool, 3, 0, 10) == [pool[i] for i in first]
+    second = draw(pool, 3, 10, 10)
+    assert sorted(second) == pool and second != draw(pool, 3, 0, 10)
+    assert draw(pool, 3, 8, 4) == draw(pool, 3, 0, 20)[8:12]  # across the epoch boundary, by position alone

@@ -32,7 +32,7 @@ from r1jax.config import DataConfig, ModelConfig, ModelOverrides, OptimConfig, R
 from r1jax.model import count_params, forward
 from r1jax.stages.grpo import round_up
 from r1jax.stages.lm import encode_sft
-from r1jax.tasks.datafiles import prompt_pool
+from r1jax.tasks.datafiles import draw, prompt_pool
 
 __all__ = ["DistillConfig", "distill", "teacher_topk", "check_same_tokenizer"]
 
@@ -182,7 +182,6 @@ def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, st
     """(step_fn(state, step) -> (state, metrics), data_state(next_step)) for mode 'on-policy'.
     The prompts and the sampling key are functions of the step, so there is no data state to restore."""
     pool, _ = prompt_pool(cfg.prompt_data, cfg.families, cfg.n_prompts, cfg.trainer.seed)
-    order = np.random.default_rng(cfg.trainer.seed).permutation(len(pool))
     B, N, P, T = cfg.batch_size, cfg.rollout.max_new_tokens, cfg.rollout.max_prompt_tokens, cfg.rollout.temperature
     # a prompt too long for P fails now, not at the step that draws it
     sampling.prompt_ids(tok, pool, P, cfg.rollout.template)
@@ -196,7 +195,7 @@ def _on_policy_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, st
     base_key = jax.random.key(cfg.trainer.seed)
 
     def step_fn(state, step):
-        examples = [pool[order[(step * B + i) % len(pool)]] for i in range(B)]
+        examples = draw(pool, cfg.trainer.seed, step * B, B)
         key = jax.random.fold_in(base_key, step)
         prompts, pmask, roll, _ = sampling.rollout(sampler, state.params, tok, examples, P, key, cfg.rollout.template)
         lengths = np.asarray(roll.lengths)

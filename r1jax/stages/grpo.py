@@ -21,7 +21,7 @@ from r1jax.config import DataConfig, GRPOConfig, ModelOverrides, OptimConfig, Ro
 from r1jax.rewards import RewardConfig, compute_rewards
 from r1jax.rewards.language import mixes_languages
 from r1jax.stages.reward_model import LearnedRewardModel
-from r1jax.tasks.datafiles import prompt_pool
+from r1jax.tasks.datafiles import draw, prompt_pool
 
 __all__ = ["RLConfig", "grpo", "overlong_penalty", "round_up"]
 
@@ -90,7 +90,6 @@ def grpo(cfg: RLConfig) -> dict:
 
     seed = cfg.trainer.seed
     pool, bad_records = prompt_pool(cfg.data, cfg.families, cfg.n_train, seed)
-    order = np.random.default_rng(seed).permutation(len(pool))
     Q, G, N, P = cfg.prompts_per_step, g.group_size, ro.max_new_tokens, ro.max_prompt_tokens
     sampling.prompt_ids(tok, pool, P, ro.template)  # a prompt too long for P fails now, not at the step that draws it
     sampler = sampling.rollout_sampler(model_cfg, ro, tok, mesh=mesh, group_size=G)
@@ -127,7 +126,7 @@ def grpo(cfg: RLConfig) -> dict:
         # COLLECT ROLLOUTS: the prompts and the RNG stream are functions of the step (exact resume)
         t0 = time.time()
         key = jax.random.fold_in(base_key, step)
-        examples = [pool[order[(step * Q + i) % len(pool)]] for i in range(Q)]
+        examples = draw(pool, seed, step * Q, Q)
         prompts, pmask, roll, texts = sampling.rollout(sampler, state.params, tok, examples, P, key, ro.template)
         t_sample = time.time() - t0
 

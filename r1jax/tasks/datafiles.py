@@ -18,6 +18,7 @@ of them stop the read with that list. Nothing is dropped without a line saying s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import re
@@ -25,12 +26,14 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from r1jax.config import DataConfig
 from r1jax.rewards.math_extract import last_boxed
 from r1jax.tasks.common import Example
 from r1jax.tasks.registry import task_pool
 
-__all__ = ["data_files", "read_records", "detect_format", "to_example", "load_examples", "prompt_pool"]
+__all__ = ["data_files", "read_records", "detect_format", "to_example", "load_examples", "prompt_pool", "draw"]
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -190,3 +193,16 @@ def prompt_pool(data: DataConfig, families: str, n: int, seed: int) -> tuple[lis
     for line in bad:
         print(f"skipped unusable record {line}", file=sys.stderr)
     return examples, bad
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng(seed if epoch == 0 else [seed, epoch]).permutation(n)
+
+
+def draw(pool: list, seed: int, start: int, count: int) -> list:
+    """`count` prompts of `pool` from position `start` of a stream that walks a seeded shuffle of
+    the pool, a new shuffle each epoch: a function of the position alone, so every host draws the
+    same prompts and a resumed run the ones it would have drawn."""
+    epochs, offsets = np.divmod(np.arange(start, start + count), len(pool))
+    return [pool[_epoch_order(len(pool), seed, int(e))[o]] for e, o in zip(epochs, offsets)]
