@@ -24,8 +24,7 @@ from r1jax.model import FlaxModel, model_from_json
 from r1jax.tokenizer import load_tokenizer
 
 __all__ = ["make_mesh", "is_lead", "barrier", "write_text", "load_stage", "stage_tokenizer", "stage_model_config",
-           "copy_tokenizer",
-           "stop_on_signals", "run_loop", "resume_or_init"]
+           "copy_tokenizer", "stop_on_signals", "run_loop", "resume_or_init"]
 
 
 def make_mesh(spec: str) -> jax.sharding.Mesh:
