@@ -151,3 +151,12 @@ def test_prompts_walk_a_new_shuffle_each_epoch():
     second = draw(pool, 3, 10, 10)
     assert sorted(second) == pool and second != draw(pool, 3, 0, 10)
     assert draw(pool, 3, 8, 4) == draw(pool, 3, 0, 20)[8:12]  # across the epoch boundary, by position alone
+
+
+def test_sft_sets_in_parquet_shards(tmp_path):
+    from r1jax.tasks.sft import read_sft_jsonl
+    (tmp_path / "data").mkdir()
+    for i in range(2):
+        pq.write_table(pa.Table.from_pylist([{"prompt": f"q{i}", "response": f"a{i}"}]),
+                       tmp_path / "data" / f"train-0000{i}-of-00002.parquet")
+    assert read_sft_jsonl(tmp_path) == [{"prompt": "q0", "response": "a0"}, {"prompt": "q1", "response": "a1"}]

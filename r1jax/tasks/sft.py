@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from r1jax.tasks.benchmarks import jsonl_objects
+from r1jax.tasks.datafiles import read_records
 from r1jax.tokenizer import parse_cold_start
 
 __all__ = ["read_sft_jsonl", "write_sft_jsonl", "from_messages"]
@@ -61,16 +61,17 @@ def from_messages(record: dict) -> dict:
 
 
 def read_sft_jsonl(path: str | os.PathLike, *, cold_start: bool = False) -> list[dict]:
-    """The records of an SFT file, in file order (blank lines skipped): {"prompt", "response"}
-    objects, or chat-message records (`from_messages`).
+    """The records of an SFT set, in file order (blank lines skipped): {"prompt", "response"}
+    objects, or chat-message records (`from_messages`), from a JSONL, JSON or Parquet file, a
+    glob or a folder of shards (`r1jax.tasks.datafiles.read_records`).
 
     cold_start=True also requires every response to be in the cold-start format.  Raises
     FileNotFoundError for a missing file and ValueError naming "<file>:<line>" and the field for
     a bad record, or the file for one with no records.
     """
     records = []
-    for where, record in jsonl_objects(Path(path)):
-        if "messages" in record and "prompt" not in record:
+    for where, record in read_records(str(path)):
+        if isinstance(record, dict) and "messages" in record and "prompt" not in record:
             try:
                 record = from_messages(record)
             except ValueError as e:
