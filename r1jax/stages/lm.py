@@ -137,12 +137,13 @@ def train_lm(out: Path, run_config: dict, model_cfg: ModelConfig, tok, encoded: 
 
     ckpt = checkpoint.Checkpointer(out / "ckpt", {"model": model_cfg, "optim": optim, **run_config})
     state_sh = train.state_shardings(mesh, model_cfg, tx)
-    if init_ckpt is None:
-        init = lambda: jax.jit(lambda k: train.init_state(model_cfg, tx, k),  # noqa: E731
-                               out_shardings=state_sh)(jax.random.key(trainer.seed))
-    else:
-        init = lambda: jax.jit(lambda p: train.init_state(model_cfg, tx, None, params=p),  # noqa: E731
-                               out_shardings=state_sh)(checkpoint.restore_params(init_ckpt, model_cfg, mesh))
+    def init():  # random weights (pretraining) or init_ckpt's parameters (SFT)
+        if init_ckpt is None:
+            return jax.jit(lambda k: train.init_state(model_cfg, tx, k), out_shardings=state_sh)(
+                jax.random.key(trainer.seed))
+        params = checkpoint.restore_params(init_ckpt, model_cfg, mesh)
+        return jax.jit(lambda p: train.init_state(model_cfg, tx, None, params=p), out_shardings=state_sh)(params)
+
     state, restored = runtime.resume_or_init(ckpt, train.abstract_state(mesh, model_cfg, tx), init)
     iterator = iter(batches)
     if restored is not None:

@@ -25,7 +25,7 @@ from typing import Callable
 
 from r1jax.tasks.common import Example
 
-__all__ = ["BENCHMARKS", "default_data_dir", "load_benchmark"]
+__all__ = ["BENCHMARKS", "default_data_dir", "load_benchmark", "gsm8k_final_answer", "jsonl_objects"]
 
 # Benchmark name -> file name inside the data folder.
 BENCHMARKS: dict[str, str] = {
@@ -63,15 +63,25 @@ def _field(record: dict, key: str, types: type | tuple[type, ...]):
     return value
 
 
-def _gsm8k(record: dict, index: int) -> Example:
-    question = _field(record, "question", str)
-    raw = _field(record, "answer", str)
+def gsm8k_final_answer(raw: str, what: str = "GSM8K answer") -> tuple[str, str]:
+    """(rationale, final number) of a GSM8K answer ending in '#### 1,450'; the number without
+    thousands commas. A ValueError naming `what` when there is no such final line or it is not a number."""
     if "####" not in raw:
-        raise _Malformed("GSM8K answer has no '#### <number>' final line")
+        raise ValueError(f"{what} has no '#### <number>' final line")
     rationale, final = raw.rsplit("####", 1)
     number = final.strip().replace(",", "")
     if not _NUMBER.fullmatch(number):
-        raise _Malformed(f"GSM8K final answer {final.strip()!r} is not a number")
+        raise ValueError(f"{what}: the final answer {final.strip()!r} is not a number")
+    return rationale, number
+
+
+def _gsm8k(record: dict, index: int) -> Example:
+    question = _field(record, "question", str)
+    raw = _field(record, "answer", str)
+    try:
+        rationale, number = gsm8k_final_answer(raw)
+    except ValueError as e:
+        raise _Malformed(str(e)) from None
     return Example(
         id=f"gsm8k-{index}",
         prompt=question,

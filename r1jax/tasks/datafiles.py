@@ -21,7 +21,6 @@ import dataclasses
 import functools
 import glob
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +29,7 @@ import numpy as np
 
 from r1jax.config import DataConfig
 from r1jax.rewards.math_extract import last_boxed
+from r1jax.tasks.benchmarks import gsm8k_final_answer
 from r1jax.tasks.common import Example
 from r1jax.tasks.registry import task_pool
 
@@ -103,7 +103,6 @@ def detect_format(record: object) -> str:
 
 _DEFAULT_FIELDS = {"gsm8k": ("question", "answer"), "math": ("problem", "answer"), "numina": ("problem", "answer"),
                    "verl": ("prompt", "reward_model")}
-_GSM8K_FINAL = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 class BadRecord(ValueError):
@@ -140,12 +139,10 @@ def to_example(record: object, fmt: str, prompt_field: str, answer_field: str, n
             raise BadRecord("field 'reward_model.ground_truth' is missing or not a string or number")
         answer = str(truth)
     elif fmt == "gsm8k" and answer_field == "answer":
-        raw = _text(record, "answer")
-        if "####" not in raw:
-            raise BadRecord("field 'answer' has no '#### <number>' final line")
-        answer = raw.rsplit("####", 1)[1].strip().replace(",", "")
-        if not _GSM8K_FINAL.fullmatch(answer):
-            raise BadRecord(f"field 'answer': the final answer {answer!r} is not a number")
+        try:
+            answer = gsm8k_final_answer(_text(record, "answer"), what="field 'answer'")[1]
+        except ValueError as e:
+            raise BadRecord(str(e)) from None
     elif fmt == "math" and answer_field == "answer" and "answer" not in record:
         answer = last_boxed(_text(record, "solution"))
         if answer is None:
