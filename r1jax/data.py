@@ -12,15 +12,16 @@ __all__ = ["lm_batches", "count_rows"]
 
 
 def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: int, pad_id: int,
-               seed: int, loss_from: Sequence[int] | None = None, pack: bool = False,
+               seed: int, loss_spans: Sequence[Sequence[tuple[int, int]]] | None = None, pack: bool = False,
                split_hosts: bool = True) -> grain.IterDataset:
     """Endless shuffled batches of right-padded token sequences for next-token training.
 
     Each batch is {'tokens' [B, T] int32, 'mask' [B, T] bool, 'loss_mask' [B, T] float32}
     with T = seq_len and B = batch_size // process_count (this host's rows of the global
-    batch). `loss_from[i]` is the first token of example i that is trained on (e.g. the first
-    response token in SFT; default 0). Save `iterator.get_state()` with a checkpoint and
-    `set_state` it on restart to continue exactly where the run stopped.
+    batch). `loss_spans[i]` are the [start, end) token spans of example i that are trained on
+    (e.g. the response in SFT, every assistant turn of a conversation; default the whole
+    example). Save `iterator.get_state()` with a checkpoint and `set_state` it on restart to
+    continue exactly where the run stopped.
 
     pack=True fills each row with several whole examples (in a seeded random order, so batches
     stay i.i.d.) instead of padding every short example to seq_len, and adds 'segment_ids'
@@ -36,7 +37,7 @@ def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: i
     hosts, host = (jax.process_count(), jax.process_index()) if split_hosts else (1, 0)
     if batch_size % hosts:
         raise ValueError(f"batch_size {batch_size} is not divisible by {hosts} hosts")
-    starts = [0] * len(examples) if loss_from is None else list(loss_from)
+    spans = [[(0, len(e))] for e in examples] if loss_spans is None else list(loss_spans)
 
     # Every host builds the same global rows from the same seed and keeps its share of each batch.
     rows = _rows([len(e) for e in examples], seq_len, seed, pack)
@@ -56,7 +57,8 @@ def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: i
             for s, i in enumerate(row):
                 n = len(examples[i])
                 tokens[r, at:at + n] = examples[i]
-                loss_mask[r, at + starts[i]:at + n] = 1.0
+                for start, end in spans[i]:
+                    loss_mask[r, at + start:at + end] = 1.0
                 segments[r, at:at + n] = s + 1
                 positions[r, at:at + n] = np.arange(n)
                 at += n

@@ -109,3 +109,38 @@ def test_a_template_that_rewrites_earlier_turns_is_refused():
     messages = CONVERSATIONS[2] + [{"role": "assistant", "content": "<think> 3 + 5 </think> 8"}]
     with pytest.raises(ValueError, match="renders turn 1 \\(assistant\\) differently once more turns follow"):
         ChatTemplate(R1_DISTILL_STYLE, tuple(SPECIAL.items())).assistant_spans(messages)
+
+
+def test_multi_turn_chat_sft_trains_on_every_assistant_turn_only(qwen_like_tokenizer, tmp_path, hf_tokenizer):
+    """A conversation of two exchanges in an SFT file: its tokens are transformers' own
+    apply_chat_template(tokenize=True) ids, and the loss covers exactly the two assistant turns
+    (their text and end-of-turn marker), never the system or user text. The same file with an
+    R1 template is an error naming the line."""
+    from r1jax import data
+    from r1jax.stages.lm import encode_sft
+    shutil.copy(qwen_like_tokenizer / "tokenizer.json", tmp_path / "tokenizer.json")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "bos_token": None, "chat_template": QWEN_STYLE}))
+    tok = load_tokenizer(tmp_path)
+    talk = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2 + 2?"},
+            {"role": "assistant", "content": "<think> 2 + 2 = 4 </think> 4"},
+            {"role": "user", "content": "And 3 + 3?"}, {"role": "assistant", "content": "6"}]
+    single = [{"role": "user", "content": "What is 3 + 4?"}, {"role": "assistant", "content": "7"}]
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"messages": single}) + "\n" + json.dumps({"messages": talk}) + "\n")
+    encoded = encode_sft(path, tok, 256, "SFTConfig.seq_len", "model")
+    for (ids, spans), messages in zip(encoded, (single, talk)):
+        assert ids == hf_tokenizer.apply_chat_template(messages, chat_template=QWEN_STYLE, tokenize=True)["input_ids"]
+        answers = [m["content"] for m in messages if m["role"] == "assistant"]
+        assert [tok.decode(ids[a:b]) for a, b in spans] == [a + "<|im_end|>\n" for a in answers]
+    ids, spans = encoded[1]
+    batch = next(iter(data.lm_batches([ids], seq_len=256, batch_size=1, pad_id=tok.pad_id, seed=0,
+                                      loss_spans=[spans], split_hosts=False)))
+    trained = batch["loss_mask"][0] > 0
+    assert trained.sum() == sum(b - a for a, b in spans)
+    untrained = tok.decode([t for t, m in zip(batch["tokens"][0][:len(ids)], trained[:len(ids)]) if not m])
+    assert "Be brief." in untrained and "2 + 2?" in untrained and "And 3 + 3?" in untrained
+    assert "6" not in untrained and "</think>" not in untrained
+    with pytest.raises(ValueError, match=r"chat\.jsonl:2: a multi-turn conversation \(1 in the set\) needs the model's "
+                                         r"chat template \(template 'model'\), not 'r1-zero'"):
+        encode_sft(path, tok, 256, "SFTConfig.seq_len", "r1-zero")

@@ -13,9 +13,10 @@ def _examples(n=40, seed=0):
 
 def test_packed_rows_hold_each_example_once_with_its_own_positions_and_loss():
     ex = _examples()
-    loss_from = [len(e) // 2 for e in ex]
+    # two trained spans an example (an SFT conversation's assistant turns), the rest masked
+    spans = [[(1, len(e) // 3), (len(e) // 2, len(e))] for e in ex]
     # batch_size 1 drops no row, so the first epoch holds every example exactly once
-    it = iter(data.lm_batches(ex, seq_len=64, batch_size=1, pad_id=0, seed=3, loss_from=loss_from, pack=True))
+    it = iter(data.lm_batches(ex, seq_len=64, batch_size=1, pad_id=0, seed=3, loss_spans=spans, pack=True))
     seen, rows = [], 0
     while len(seen) < len(ex):
         b = next(it)
@@ -26,7 +27,10 @@ def test_packed_rows_hold_each_example_once_with_its_own_positions_and_loss():
             idx = np.flatnonzero(seg == s)
             assert (np.diff(idx) == 1).all() and (pos[idx] == np.arange(len(idx))).all()
             k = ex.index(tok[idx].tolist())
-            assert (lm[idx] == (np.arange(len(idx)) >= loss_from[k])).all()
+            want = np.zeros(len(idx))
+            for a, b_ in spans[k]:
+                want[a:b_] = 1
+            assert (lm[idx] == want).all()
             seen.append(k)
         assert lm[seg == 0].sum() == 0
     assert sorted(seen) == list(range(len(ex)))

@@ -124,8 +124,9 @@ def test_rl_from_a_gsm8k_file_equals_rl_from_the_generator(base, tmp_path):
 
 
 def test_chat_message_sft_records(tmp_path):
-    """open-r1's / OpenThoughts' layout: {"messages": [...]} becomes a prompt and a response; a
-    conversation that is not one user turn and one answer is an error naming its line."""
+    """open-r1's / OpenThoughts' layout: {"messages": [...]} of one exchange becomes a prompt and
+    a response, a longer conversation stays a conversation (for the chat template's multi-turn
+    loss mask), and one that does not end with an answer is an error naming its line."""
     from r1jax.tasks.sft import read_sft_jsonl
     good = {"messages": [{"role": "system", "content": "Think first."}, {"role": "user", "content": "2 + 2?"},
                          {"role": "assistant", "content": "<think> 2 + 2 = 4 </think> 4"}], "source": "open-r1"}
@@ -133,11 +134,15 @@ def test_chat_message_sft_records(tmp_path):
     path.write_text(json.dumps(good) + "\n")
     want = {"source": "open-r1", "prompt": "2 + 2?", "response": "<think> 2 + 2 = 4 </think> 4"}
     assert read_sft_jsonl(path) == [want]
+    talk = good["messages"] + [{"role": "user", "content": "3 + 3?"}, {"role": "assistant", "content": "6"}]
+    path.write_text(json.dumps({"messages": talk, "source": "x"}) + "\n")
+    assert read_sft_jsonl(path) == [{"messages": talk, "source": "x"}]
     bad = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
                         {"role": "user", "content": "c"}]}
     path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
-    with pytest.raises(ValueError, match=r"chat\.jsonl:2: field 'messages': expected one user turn then one assistant "
-                                         r"turn .* got roles \['user', 'assistant', 'user'\]"):
+    with pytest.raises(ValueError, match=r"chat\.jsonl:2: field 'messages': expected user and assistant turns "
+                                         r"alternating, ending with an assistant turn .* "
+                                         r"got roles \['user', 'assistant', 'user'\]"):
         read_sft_jsonl(path)
 
 

@@ -127,7 +127,8 @@ def packed(tiny_cfg):
     rng = np.random.default_rng(4)
     docs = [rng.integers(4, 64, size=n).tolist() for n in (9, 14, 7, 12, 10, 6)]
     starts = [3, 5, 2, 4, 6, 1]
-    batch = next(iter(data.lm_batches(docs, seq_len=24, batch_size=3, pad_id=0, seed=0, loss_from=starts, pack=True)))
+    batch = next(iter(data.lm_batches(docs, seq_len=24, batch_size=3, pad_id=0, seed=0,
+                                      loss_spans=[[(s, len(d))] for s, d in zip(starts, docs)], pack=True)))
     assert batch["segment_ids"].max() >= 2  # rows really hold several documents
     teacher = init_params(cfg, jax.random.key(1), std=0.3)
     student = init_params(cfg, jax.random.key(2))

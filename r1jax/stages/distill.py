@@ -150,9 +150,9 @@ def distill(cfg: DistillConfig) -> dict:
 def _logits_mode(cfg, tok, teacher_cfg, student_cfg, teacher_params, mesh, state_sh, tx, data_state):
     """(step_fn(state, step) -> (state, metrics), data_state(next_step)) for mode 'logits'."""
     encoded = encode_sft(cfg.data, tok, cfg.seq_len, "DistillConfig.seq_len")
-    examples, loss_from = [e for e, _ in encoded], [a for _, a in encoded]
+    examples, spans = [e for e, _ in encoded], [s for _, s in encoded]
     batches = data.lm_batches(examples, seq_len=cfg.seq_len, batch_size=cfg.batch_size, pad_id=tok.pad_id,
-                              seed=cfg.trainer.seed, loss_from=loss_from, pack=True)
+                              seed=cfg.trainer.seed, loss_spans=spans, pack=True)
     iterator = iter(batches)
     if data_state is not None:
         iterator.set_state(data_state)

@@ -74,34 +74,51 @@ class SFTConfig:
             raise ValueError(f"SFTConfig.template must be one of {', '.join(PROMPT_TEMPLATES)}, got {self.template!r}")
 
 
-def encode_doc(tok, prompt: str, response: str) -> tuple[list[int], int]:
+Encoded = tuple[list[int], list[tuple[int, int]]]  # a document's token ids, the [start, end) spans trained on
+
+
+def encode_doc(tok, prompt: str, response: str) -> Encoded:
     """A training document '<s> prompt response </s>' (the prompt already in its template; '<s>'
-    only if the tokenizer has one) as token ids, and the index of its first response token: the
-    loss starts there (the model learns to answer, not to imitate the template)."""
+    only if the tokenizer has one) as token ids, and its response span: the loss covers the
+    response and '</s>' (the model learns to answer, not to imitate the template)."""
     head = [*tok.bos, *tok.encode(prompt)]
-    return [*head, *tok.encode(" " + response), tok.eos_id], len(head)
+    ids = [*head, *tok.encode(" " + response), tok.eos_id]
+    return ids, [(len(head), len(ids))]
 
 
-def encode_chat(tok, prompt: str, response: str) -> tuple[list[int], int]:
-    """A (prompt, response) pair as the model's chat template writes a user turn and an assistant
-    turn, and the index of the first assistant token: the loss covers the assistant turn only."""
-    text, [(start, end)] = tok.chat_template.assistant_spans(
-        [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
-    head = tok.encode(text[:start])
-    return [*head, *tok.encode(text[start:end])], len(head)
+def encode_chat(tok, messages: list[dict]) -> Encoded:
+    """A conversation as the model's chat template writes it, and the token spans of its assistant
+    turns: the loss covers what the assistant says (and its end-of-turn marker) in every turn,
+    never the system or user text. Each piece is tokenized on its own, so a span's tokens never
+    straddle a turn boundary."""
+    text, char_spans = tok.chat_template.assistant_spans(messages)
+    ids, spans, at = [], [], 0
+    for start, end in char_spans:
+        ids += tok.encode(text[at:start])
+        first = len(ids)
+        ids += tok.encode(text[start:end])
+        spans.append((first, len(ids)))
+        at = end
+    return ids + tok.encode(text[at:]) if text[at:] else ids, spans
 
 
-def encode_sft(path: str | Path, tok, seq_len: int, field: str, template: str = "r1-zero"
-               ) -> list[tuple[list[int], int]]:
-    """Every record of an SFT JSONL (`r1jax.tasks.sft`) as a training document: the prompt in
+def encode_sft(path: str | Path, tok, seq_len: int, field: str, template: str = "r1-zero") -> list[Encoded]:
+    """Every record of an SFT set (`r1jax.tasks.sft`) as a training document: the prompt in
     `template` then the response (`encode_doc`), or with template 'model' the model's chat
-    template's user and assistant turns (`encode_chat`); an error naming file:line and `field`
-    if any is longer than `seq_len`."""
+    template's turns (`encode_chat`: a user turn and the answer, or a whole multi-turn
+    conversation). An error naming file:line and `field` if any is longer than `seq_len`, or
+    naming the line of a conversation when the template is not 'model'."""
     records = read_sft_jsonl(path)
     if template == "model":
         render_prompt(tok, "", "model")  # a tokenizer without a chat template is an error here
-        encoded = [encode_chat(tok, r["prompt"], r["response"]) for r in records]
+        encoded = [encode_chat(tok, r.get("messages") or [{"role": "user", "content": r["prompt"]},
+                                                          {"role": "assistant", "content": r["response"]}])
+                   for r in records]
     else:
+        talks = [i for i, r in enumerate(records) if "messages" in r]
+        if talks:
+            raise ValueError(f"{path}:{talks[0] + 1}: a multi-turn conversation ({len(talks)} in the set) needs the "
+                             f"model's chat template (template 'model'), not {template!r}")
         encoded = [encode_doc(tok, render_prompt(tok, r["prompt"], template), r["response"]) for r in records]
     too_long = [i for i, (e, _) in enumerate(encoded) if len(e) > seq_len]
     if too_long:
@@ -121,19 +138,19 @@ def answer_accuracy(cfg: ModelConfig, params, batch: dict, rows: int = 64) -> tu
     return float((right & lm).sum() / lm.sum()), float(right.all(axis=1).mean())
 
 
-def train_lm(out: Path, run_config: dict, model_cfg: ModelConfig, tok, encoded: list[tuple[list[int], int]], *,
+def train_lm(out: Path, run_config: dict, model_cfg: ModelConfig, tok, encoded: list[Encoded], *,
              steps: int, batch_size: int, seq_len: int, trainer: TrainerConfig, optim: OptimConfig,
              init_ckpt: Path | None, desc: str) -> dict:
     """Next-token training on `encode_doc` documents (a twentieth held out for the answer
     accuracy), from random weights (`init_ckpt` None: pretraining) or `init_ckpt`'s parameters."""
     tx = train.make_optimizer(optim, total_steps=steps)
     mesh = runtime.make_mesh(trainer.mesh)
-    examples, answer_from = [e for e, _ in encoded], [a for _, a in encoded]
+    examples, spans = [e for e, _ in encoded], [s for _, s in encoded]
     n_eval = max(len(examples) // 20, 1)
     eval_batch = next(iter(data.lm_batches(examples[:n_eval], seq_len=seq_len, batch_size=n_eval, pad_id=tok.pad_id,
-                                           seed=0, loss_from=answer_from[:n_eval], split_hosts=False)))
+                                           seed=0, loss_spans=spans[:n_eval], split_hosts=False)))
     batches = data.lm_batches(examples[n_eval:], seq_len=seq_len, batch_size=batch_size, pad_id=tok.pad_id,
-                              seed=trainer.seed, loss_from=answer_from[n_eval:], pack=True)
+                              seed=trainer.seed, loss_spans=spans[n_eval:], pack=True)
 
     ckpt = checkpoint.Checkpointer(out / "ckpt", {"model": model_cfg, "optim": optim, **run_config})
     state_sh = train.state_shardings(mesh, model_cfg, tx)

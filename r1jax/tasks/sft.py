@@ -2,8 +2,9 @@
 
 The R1 stages pass SFT data between them as files (cold-start samples, rejection-sampled
 reasoning data plus general data, distillation sets), so a person can read, filter and swap
-them.  Every line is one JSON object with string fields "prompt" and "response"; any other keys
-(source, id, reward, ...) are provenance and are kept as they are.  A cold-start set also needs
+them.  Every line is one JSON object with string fields "prompt" and "response", or a
+multi-turn conversation {"messages": [{role, content}, ...]}; any other keys (source, id,
+reward, ...) are provenance and are kept as they are.  A cold-start set also needs
 each response in the paper's `|special_token|<reasoning>|special_token|<summary>` format.
 
 A bad line raises ValueError("<file>:<line>: ...") instead of being skipped, so a broken file
@@ -29,6 +30,10 @@ def _problem(record, cold_start: bool) -> str | None:
     """Why `record` is not a valid SFT record (naming the field), or None if it is."""
     if not isinstance(record, dict):
         return f"expected a JSON object, got {type(record).__name__}"
+    if "messages" in record and "prompt" not in record:
+        if cold_start:
+            return "field 'messages': a cold-start set needs prompt/response records, not a conversation"
+        return _conversation_problem(record["messages"])
     for key in _FIELDS:
         if key not in record:
             return f"missing field {key!r}"
@@ -44,20 +49,38 @@ def _problem(record, cold_start: bool) -> str | None:
     return None
 
 
+def _conversation_problem(messages) -> str | None:
+    """Why `messages` is not a conversation an SFT loss can train on: an optional system turn,
+    then user and assistant turns alternating, ending with an assistant turn."""
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        return "field 'messages' must be a list of {role, content} objects"
+    roles = [m.get("role") for m in messages]
+    turns = roles[1:] if roles[:1] == ["system"] else roles
+    if not turns or turns != ["user", "assistant"] * (len(turns) // 2):
+        return (f"field 'messages': expected user and assistant turns alternating, ending with an assistant turn "
+                f"(after an optional system turn), got roles {roles}")
+    for i, m in enumerate(messages):
+        if not isinstance(m.get("content"), str) or not m["content"].strip():
+            return f"field 'messages': turn {i} ({m['role']}) has no text content"
+    return None
+
+
 def from_messages(record: dict) -> dict:
     """A chat-message record ({"messages": [{role, content}, ...]}, open-r1's and OpenThoughts'
-    layout) as a {"prompt", "response"} record: one user turn and the assistant's answer to it
-    (a leading system turn is dropped); other fields are kept as provenance. A record it cannot
-    turn into one pair raises ValueError naming why."""
+    layout) as an SFT record. One user turn and its answer (after an optional system turn, which
+    is dropped) become {"prompt", "response"}, trainable with every template; a longer
+    conversation stays {"messages": [...]} (system turn kept), trainable with the model's chat
+    template, which marks every assistant turn for the loss. Other fields are kept as
+    provenance. A record that is not such a conversation raises ValueError naming why."""
+    problem = _conversation_problem(record["messages"])
+    if problem:
+        raise ValueError(problem)
     messages = record["messages"]
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise ValueError("field 'messages' must be a list of {role, content} objects")
-    turns = [m for m in messages if m.get("role") != "system"]
-    if [m.get("role") for m in turns] != ["user", "assistant"]:
-        raise ValueError(f"field 'messages': expected one user turn then one assistant turn (after an optional "
-                         f"system turn), got roles {[m.get('role') for m in messages]}")
+    turns = [m for m in messages if m["role"] != "system"]
     rest = {k: v for k, v in record.items() if k != "messages"}
-    return {**rest, "prompt": turns[0].get("content"), "response": turns[1].get("content")}
+    if len(turns) > 2:
+        return {**rest, "messages": messages}
+    return {**rest, "prompt": turns[0]["content"], "response": turns[1]["content"]}
 
 
 def read_sft_jsonl(path: str | os.PathLike, *, cold_start: bool = False) -> list[dict]:
@@ -65,7 +88,8 @@ def read_sft_jsonl(path: str | os.PathLike, *, cold_start: bool = False) -> list
     objects, or chat-message records (`from_messages`), from a JSONL, JSON or Parquet file, a
     glob or a folder of shards (`r1jax.tasks.datafiles.read_records`).
 
-    cold_start=True also requires every response to be in the cold-start format.  Raises
+    cold_start=True also requires every response to be in the cold-start format (so no
+    multi-turn conversations).  Raises
     FileNotFoundError for a missing file and ValueError naming "<file>:<line>" and the field for
     a bad record, or the file for one with no records.
     """
