@@ -187,17 +187,15 @@ def _extract_pool() -> WorkerPool:
     # time limit in a worker process as grading (r1jax.rewards.workers explains why processes).
     global _POOL
     if _POOL is None:
-        _POOL = WorkerPool(tasks={**TASKS, "math.extract": ("r1jax.rewards.math", "extract_answer")})
+        _POOL = WorkerPool(tasks={**TASKS, "math.extract": ("r1jax.rewards.math", "final_answer")})
         atexit.register(_POOL.close)
     return _POOL
 
 
-def _extract(completions: list[str], examples: list[Example], correct: Sequence[bool], mode: str,
-             timeout: float) -> list[str | None]:
-    """The answer each sample votes with. Countdown: its expression, spaces removed. Math: the
-    first candidate of `extract_answer`; but a sample graded correct (any of its first 4
-    candidates matched, as in `_grade_local`) votes with the candidate that matched, so the
-    vote agrees with the grade (cons@1 == pass@1)."""
+def _extract(completions: list[str], examples: list[Example], mode: str, timeout: float) -> list[str | None]:
+    """The answer each sample votes with. Countdown: its expression, spaces removed. Math: its one
+    final answer (`r1jax.rewards.math.final_answer`), the answer that is graded, chosen without
+    the gold: a vote that used the gold to pick among a sample's readings would count the key."""
     out: list[str | None] = [None] * len(completions)
     math_idx = []
     for i, (c, ex) in enumerate(zip(completions, examples)):
@@ -207,14 +205,8 @@ def _extract(completions: list[str], examples: list[Example], correct: Sequence[
         else:
             math_idx.append(i)
     found = _extract_pool().map("math.extract", [(completions[i], mode) for i in math_idx], timeout)
-    cands = {i: (c[:4] if isinstance(c, list) else []) for i, c in zip(math_idx, found)}  # False: timed out
-    pairs = [(i, cand) for i in math_idx if correct[i] for cand in cands[i]]
-    ok = match_batch([examples[i].answer for i, _ in pairs], [c for _, c in pairs], timeout=timeout)
-    for (i, cand), good in zip(pairs[::-1], ok[::-1]):  # reversed: the first matching candidate wins
-        if good:
-            out[i] = cand
-    for i in math_idx:
-        out[i] = out[i] or (cands[i][0] if cands[i] else None)
+    for i, answer in zip(math_idx, found):
+        out[i] = answer if isinstance(answer, str) else None  # False: timed out
     return out
 
 
@@ -226,7 +218,7 @@ def score_samples(samples: list[dict], problems: dict[str, Example], cfg: EvalCo
         exs = [dataclasses.replace(ex, metadata={**ex.metadata, "answer_mode": cfg.answer_mode}) for ex in exs]
     completions = [s["completion"] for s in samples]
     correct = accuracy(completions, exs, timeout=cfg.timeout)
-    extracted = _extract(completions, exs, correct, cfg.answer_mode, cfg.timeout)
+    extracted = _extract(completions, exs, cfg.answer_mode, cfg.timeout)
     # the chat template opens <think> in the prompt, so its outputs have R1's shape, not R1-Zero's
     form = fmt.r1_format if cfg.template == "chat" else fmt.r1_zero_format
     seen: Counter = Counter()

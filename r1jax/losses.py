@@ -8,8 +8,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["token_logprobs", "next_token_loss", "group_advantages", "kl_penalty", "grpo_loss", "LOG_RATIO_CLAMP",
-           "bradley_terry_loss"]
+__all__ = ["token_logprobs", "next_token_loss", "constant_groups", "group_advantages", "kl_penalty", "grpo_loss",
+           "LOG_RATIO_CLAMP", "bradley_terry_loss"]
 
 # exp() of a log-ratio beyond this overflows float32 or means the sample is off-policy anyway.
 LOG_RATIO_CLAMP = 20.0
@@ -37,6 +37,21 @@ def next_token_loss(logits: jax.Array, tokens: jax.Array, mask: jax.Array) -> tu
     return -(lp * m).sum() / n, m.sum()
 
 
+def constant_groups(rewards: jax.Array, group_size: int) -> jax.Array:
+    """Which groups have all their rewards equal: rewards [N] -> [N / group_size] bool.
+
+    The one definition of a constant group, shared by `group_advantages` (their advantages are
+    exactly 0) and the RL stage's `drop_zero_variance`. It compares the float32 rewards the
+    advantages are computed from (max == min): `std == 0` is not a test for it, because the
+    float32 mean of equal values that are not exact in binary (2.7) is an ulp off, so their
+    computed std is that ulp.
+    """
+    if rewards.shape[0] % group_size:
+        raise ValueError(f"{rewards.shape[0]} rewards do not split into groups of {group_size}")
+    r = rewards.astype(jnp.float32).reshape(-1, group_size)
+    return r.max(axis=1) == r.min(axis=1)
+
+
 def group_advantages(rewards: jax.Array, group_size: int, scale: str = "group", eps: float = 1e-6) -> jax.Array:
     """GRPO advantages (DeepSeekMath eq. 3): each output's reward minus its group's mean.
 
@@ -44,10 +59,11 @@ def group_advantages(rewards: jax.Array, group_size: int, scale: str = "group", 
     scale 'group': divide by the group's std (population, ddof=0) + eps, as in the paper;
     'batch': divide by the std of all N rewards (keeps easy/hard prompts on one scale);
     'none': no scaling (Dr. GRPO, which removes the std's difficulty bias).
-    A group whose rewards are all equal gets advantage 0 (never NaN).
+    A group whose rewards are all equal (`constant_groups`) gets advantage exactly 0, whatever
+    the scale: the formula would give it rounding error / (rounding error + eps), -0.32 for
+    sixteen rewards of 2.7 (see `constant_groups`), a push on samples that were all scored alike.
     """
-    if rewards.shape[0] % group_size:
-        raise ValueError(f"{rewards.shape[0]} rewards do not split into groups of {group_size}")
+    constant = constant_groups(rewards, group_size)  # also checks that the groups split evenly
     r = rewards.astype(jnp.float32).reshape(-1, group_size)  # [Q, G]
     centered = r - r.mean(axis=1, keepdims=True)
     if scale == "group":
@@ -56,7 +72,7 @@ def group_advantages(rewards: jax.Array, group_size: int, scale: str = "group", 
         centered = centered / (r.std() + eps)
     elif scale != "none":
         raise ValueError(f"group_advantages: scale must be 'group', 'batch' or 'none', got {scale!r}")
-    return centered.reshape(-1)
+    return jnp.where(constant[:, None], 0.0, centered).reshape(-1)
 
 
 def kl_penalty(logp: jax.Array, ref_logp: jax.Array, estimator: str = "k3") -> jax.Array:

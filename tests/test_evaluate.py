@@ -70,6 +70,22 @@ def test_majority_vote_groups_equivalent_answers_and_breaks_ties_by_first_sample
     assert ev.majority_votes([["1+2", "2+1", "2+1"]], same=lambda ps: [a == b for a, b in ps]) == [1]
 
 
+def test_each_sample_votes_with_its_one_final_answer_chosen_without_the_gold():
+    from r1jax.tasks import Example
+
+    comps = ["The answer is 3 or 5."] * 3 + ["The answer is 5."] + ["The answer is 4."] * 2
+    exs = [Example("five", "Q?", "5", {}), Example("three", "Q?", "3", {})]
+    rows = ev.score_samples([{"id": ex.id, "completion": c} for ex in exs for c in comps],
+                            {ex.id: ex for ex in exs}, ev.EvalConfig(benchmark="chain"))
+    votes = ["3 or 5"] * 3 + ["5"] + ["4"] * 2
+    assert [r["extracted"] for r in rows] == votes * 2  # the same for either gold
+    assert [r["correct"] for r in rows] == [False] * 3 + [True] + [False] * 2 + [False] * 6
+    s = ev.summarize(rows, exs, "two")
+    # before, "3 or 5" was right for gold 5 and voted with the candidate that matched it ("5"):
+    # pass@1 1/3 and cons@6 1/2; now "3 or 5" (3 votes) wins both votes and is wrong
+    assert s["pass@1"] == pytest.approx((1 / 6 + 0) / 2) and s["cons@6"] == 0.0
+
+
 # ----------------------------------------------------------------------------- oracle runs (score-only)
 
 def oracle_completion(name, ex):

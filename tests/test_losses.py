@@ -123,3 +123,42 @@ def test_zero_variance_group_no_nan_and_beta_zero_needs_no_reference():
     huge, _ = losses.grpo_loss(jnp.full((1, 1), 80.0), jnp.zeros((1, 1)), jnp.zeros((1, 1)), jnp.ones(1),
                                jnp.ones((1, 1)), eps_high=1e9, beta=0.1)
     assert np.isfinite(float(huge))  # the clamped log-ratio cannot overflow exp
+
+
+# Rewards of every group in these tests: 301 values in [0, 3] (most not exact in binary, like 2.7,
+# whose float32 mean over a group is an ulp off) at the group sizes GRPO runs with.
+VALUES = np.linspace(0.0, 3.0, 301)
+GROUP_SIZES = (7, 8, 12, 16, 64)
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_a_group_of_equal_rewards_gets_exactly_zero_advantage(scale):
+    for G in GROUP_SIZES:
+        a = np.asarray(losses.group_advantages(jnp.asarray(np.repeat(VALUES, G)), G, scale))
+        # the formula alone gave e.g. -0.323 for sixteen rewards of 2.7 (scale 'group')
+        assert np.abs(a).max() == 0.0, (G, scale, float(np.abs(a).max()))
+
+
+def test_constant_groups_are_the_dropped_ones_and_other_groups_follow_the_formula():
+    from r1jax.stages.grpo import zero_variance_rows  # the stage's rule for --grpo.drop-zero-variance
+
+    rng = np.random.default_rng(0)
+    for G in GROUP_SIZES:
+        constant = np.repeat(VALUES, G).reshape(-1, G)
+        one_off = constant.copy()
+        one_off[:, 0] += 0.5  # every group but one member constant
+        spread = rng.choice([0.0, 0.5, 1.0, 2.7, 3.0], size=(len(VALUES), G))
+        spread[:, :2] = [0.0, 3.0]  # never constant
+        groups = np.concatenate([constant, one_off, spread])
+        total = groups.reshape(-1)
+        adv = np.asarray(losses.group_advantages(jnp.asarray(total), G)).reshape(-1, G)
+        is_constant = np.asarray(losses.constant_groups(jnp.asarray(total), G))
+        dropped = zero_variance_rows(total, G).reshape(-1, G)
+        want = np.arange(len(groups)) < len(VALUES)
+        np.testing.assert_array_equal(is_constant, want)
+        np.testing.assert_array_equal(dropped, np.repeat(want[:, None], G, 1))  # the stage drops just those
+        np.testing.assert_array_equal(np.all(adv == 0, axis=1), want)  # and they are the groups with advantage 0
+        # non-constant groups: (r - mean) / (std + eps) computed in float64 from the float32 rewards
+        r = groups[~want].astype(np.float32).astype(np.float64)
+        ref = (r - r.mean(1, keepdims=True)) / (r.std(1, keepdims=True) + 1e-6)
+        np.testing.assert_allclose(adv[~want], ref, rtol=1e-5, atol=1e-5)

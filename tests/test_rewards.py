@@ -9,7 +9,8 @@ import pytest
 
 from r1jax.rewards import RewardConfig, compute_rewards
 from r1jax.rewards import format as F
-from r1jax.rewards.language import count_words, language_consistency
+from r1jax.rewards.language import count_words, language_consistency, mixes_languages
+from r1jax.rewards.readability import readability_issues
 from r1jax.rewards.reward_model import harmlessness, helpfulness
 from r1jax.tasks import Example, generate
 
@@ -49,10 +50,31 @@ def test_language_consistency_counts_words_per_script():
     assert language_consistency(mixed, "zh") == pytest.approx(6 / 9)
     assert language_consistency(mixed, "en") == pytest.approx(3 / 9)
     assert language_consistency("<think>First add 12 and 30.</think><answer>42</answer>", "en") == 1.0
-    assert language_consistency("<think>12 + 30 = 42</think>", "en") == 0.0  # no words in the CoT
+    assert language_consistency("<think>12 + 30 = 42</think>", "en") == 1.0  # no words in the CoT: nothing mixed
     assert language_consistency("reasoning 先加</think> 所以答案是 42", "zh") == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="unknown target"):
         language_consistency("x", "fr")
+
+
+def test_a_chain_of_thought_without_words_is_consistent_as_the_mixing_filters_say():
+    wordless = ["<think>3 + 4 = 7. 7 - 2 = 5.</think>\n\nThe answer is 5.", "3 + 4 = 7. 7 - 2 = 5.",
+                "<think> </think><answer>5</answer>", ""]
+    for c in wordless:
+        for lang in ("en", "zh"):
+            assert language_consistency(c, lang) == 1.0, (c, lang)
+    # one rule: the reward is below 1 exactly when the filters see mixing
+    cases = wordless + ["<think>小明有 3 个苹果 and two pears</think> 8", "<think>先加 12 和 30。</think> 42",
+                        "<think>First add 12 and 30.</think> 42", "<think>Add: 12 + 30 = 42. 所以</think> 42"]
+    for c in cases:
+        for lang in ("en", "zh"):
+            mixed = language_consistency(c, lang) < 1.0
+            assert mixes_languages(c, lang) is mixed and ("language mixing" in readability_issues(c, lang)) is mixed
+    # R1's stage 3 (accuracy + R1 format + language): a right wordless answer beats a wrong guess with words
+    ex = Example("w", "Compute 3 + 4 - 2.", "5", {"family": "world"})
+    right, guess = "<think>3 + 4 = 7. 7 - 2 = 5.</think>\n\n5", "<think>It is about 6.</think>\n\n6"
+    cfg = RewardConfig(weights=(("accuracy", 1.0), ("format_r1", 1.0), ("language", 1.0)))
+    r = compute_rewards([right, guess], [ex, ex], cfg)
+    assert r["total"].tolist() == [3.0, 2.0]  # was [2.0, 2.0]: the wordless CoT's language reward was 0
 
 
 class RecordingRM:

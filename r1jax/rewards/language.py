@@ -3,6 +3,11 @@
 Words are counted per script: a run of Latin letters is one word; every CJK ideograph (or
 kana/hangul syllable) is one word, since Chinese has no spaces and the character is the
 unit a reader sees mixed in. Digits, punctuation and math symbols are not words.
+
+A CoT without words ("3 + 4 = 7. 7 - 2 = 5.", or an empty one) scores 1.0: the paper's ratio
+is 0/0 there, and the reward exists to penalise mixing, which needs words. This is the rule of
+the mixing and readability filters too (`mixes_languages`: the reward is below 1 exactly when
+the CoT mixes), so a right wordless answer is not scored like a wrong one with words.
 """
 
 from __future__ import annotations
@@ -38,16 +43,16 @@ def cot_of(completion: str) -> str:
 
 
 def language_consistency(completion: str, target: str = "en") -> float:
-    """Share of the CoT's words in the target language ('en' or 'zh'); 0.0 for an empty CoT."""
+    """Share of the CoT's words in the target language ('en' or 'zh'); 1.0 for a CoT without
+    words, which mixes nothing (see the module docstring)."""
     if target not in _SCRIPT:
         raise ValueError(f"language_consistency: unknown target {target!r}; valid: {', '.join(_SCRIPT)}")
     counts = count_words(cot_of(completion))
     total = sum(counts.values())
-    return counts[_SCRIPT[target]] / total if total else 0.0
+    return counts[_SCRIPT[target]] / total if total else 1.0
 
 
 def mixes_languages(completion: str, language: str) -> bool:
     """Some word of the chain of thought is not in the target language (the paper's language
-    mixing; a CoT of bare numbers has no words and does not mix)."""
-    counts = count_words(cot_of(completion))
-    return 0 < sum(counts.values()) and language_consistency(completion, language) < 1.0
+    mixing): the language reward is below 1. A CoT of bare numbers has no words and does not mix."""
+    return language_consistency(completion, language) < 1.0

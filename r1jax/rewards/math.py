@@ -23,10 +23,10 @@ import re
 from typing import Sequence
 
 from r1jax.rewards.math_expr import MAX_ANSWER_CHARS, ParseError, exprs_equal, parse_expr
-from r1jax.rewards.math_extract import extract_answer, last_boxed, normalize
+from r1jax.rewards.math_extract import answer_parts, last_boxed, normalize, plain_number
 from r1jax.rewards.workers import default_pool
 
-__all__ = ["extract_answer", "grade", "answers_match", "grade_batch", "match_batch", "last_boxed"]
+__all__ = ["final_answer", "grade", "answers_match", "grade_batch", "match_batch", "last_boxed"]
 
 
 # ----------------------------------------------------------------------------- structures
@@ -64,13 +64,17 @@ def _balanced(s: str) -> bool:
 
 
 _MATRIX = re.compile(r"\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}", re.S)
-_EQ_LHS = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?(?:\([a-zA-Z]\))?\s*(?:=|\\in)\s*(?!.*=)|^\\[a-zA-Z]+\s*=\s*(?!.*=)")
+# The left side of 'x = 3', 'f(x) = ...', '\theta = ...', or of working without unknowns '180 - 135 = 45'
+_EQ_LHS = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?(?:\([a-zA-Z]\))?\s*(?:=|\\in)\s*(?!.*=)|^\\[a-zA-Z]+\s*=\s*(?!.*=)"
+                     r"|^[-–+*/().,%0-9\s]+(?:(?:\\(?:times|cdot|div)|(?<=[0-9]) ?x ?(?=[0-9]))[-–+*/().,%0-9\s]+)*"
+                     r"=\s*(?!.*=)")
 _INEQ = re.compile(r"^([a-zA-Z])\s*(<|>|\\leq|\\geq|<=|>=)\s*(.+)$")
 
 
 def _strip_lhs(s: str) -> str:
-    """'x = 3' -> '3' (one variable, one '='), 'f(x) = ...' -> '...'."""
-    return _EQ_LHS.sub("", s, count=1).strip()
+    """'x = 3' -> '3' (one variable, one '='), 'f(x) = ...' -> '...', '180 - 135 = 45' -> '45',
+    'h = 8,000' -> '8000' (`plain_number`)."""
+    return plain_number(_EQ_LHS.sub("", s, count=1).strip())
 
 
 def _inequality_as_interval(s: str) -> str | None:
@@ -203,10 +207,9 @@ def _answers_match_local(gold: str, pred: str) -> bool:
         return True
     # a gold answer that is itself a sentence: "The answer is 12 apples." / "She has $5 left"
     if _is_sentence(g):
-        for cand in extract_answer(gold, "auto"):
-            gc = normalize(cand)
-            if gc and gc != g and _match_norm(gc, p):
-                return True
+        gc = normalize(final_answer(gold, "auto") or "")
+        if gc and gc != g and _match_norm(gc, p):
+            return True
     return False
 
 
@@ -215,10 +218,38 @@ def _is_sentence(s: str) -> bool:
     return len(re.findall(r"\b[a-zA-Z]{3,}\b", re.sub(r"\\[a-zA-Z]+", " ", s))) >= 2
 
 
+# Parts of one answer compared with each other, at most: a hostile run of thousands of boxes is
+# kept as it is rather than compared pairwise.
+MAX_PARTS_COMPARED = 8
+
+
+def final_answer(completion: str, mode: str = "auto") -> str | None:
+    """The completion's one final answer, chosen without looking at the gold; None if it has none.
+
+    Which text is the answer: `r1jax.rewards.math_extract.answer_parts` (the answer tag, else the
+    last \\boxed{}, else an "answer is" phrase, ..., else the last number). Answers stated
+    together are one list ("\\boxed{2} and \\boxed{3}" -> "2, 3"), except that a part equivalent
+    to a later one is the same answer written twice and is dropped ("\\boxed{15\\frac{39}{40}},
+    or \\boxed{\\frac{639}{40}}" -> "\\frac{639}{40}"). This one answer is what is graded and
+    what votes in cons@k: "The answer is 3 or 5." is wrong for gold 5, and the vote never sees
+    the gold.
+    """
+    if not isinstance(completion, str):
+        return None
+    parts = answer_parts(completion, mode)
+    if 1 < len(parts) <= MAX_PARTS_COMPARED:
+        norm = [normalize(a) for a in parts]
+        parts = [a for i, a in enumerate(parts) if not any(_match_norm(b, norm[i]) for b in norm[i + 1:] if b)]
+    return ", ".join(parts) if parts else None
+
+
 def _grade_local(completion: str, gold: str, mode: str = "auto") -> bool:
+    # One answer per completion, chosen without the gold: trying several readings against the
+    # gold would mark "The answer is 3 or 5." right for 5 (and for 3).
     if not isinstance(completion, str):
         return False
-    return any(_answers_match_local(gold, cand) for cand in extract_answer(completion, mode)[:4])
+    answer = final_answer(completion, mode)
+    return answer is not None and _answers_match_local(gold, answer)
 
 
 # ----------------------------------------------------------------------------- safe public API

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["extract_answer", "last_boxed", "all_boxed", "normalize"]
+__all__ = ["answer_parts", "last_boxed", "all_boxed", "normalize", "is_prose", "plain_number"]
 
 MAX_COMPLETION_CHARS = 200_000
 
@@ -26,20 +26,25 @@ def _matching_brace(s: str, open_idx: int) -> int:
     return -1
 
 
-def all_boxed(text: str) -> list[str]:
-    """Contents of every \\boxed{...} / \\fbox{...} (nested braces), in order."""
+def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, contents) of every \\boxed{...} / \\fbox{...} (nested braces), in order."""
     out = []
     for m in re.finditer(r"\\(?:boxed|fbox)\s*", text):
         i = m.end()
         if i < len(text) and text[i] == "{":
             j = _matching_brace(text, i)
             if j > 0:
-                out.append(text[i + 1:j])
+                out.append((m.start(), j + 1, text[i + 1:j]))
         elif i < len(text):  # "\boxed 5"
             tok = re.match(r"[^\s$.,]+", text[i:])
             if tok:
-                out.append(tok.group(0))
+                out.append((m.start(), i + tok.end(), tok.group(0)))
     return out
+
+
+def all_boxed(text: str) -> list[str]:
+    """Contents of every \\boxed{...} / \\fbox{...} (nested braces), in order."""
+    return [c for _, _, c in _boxed_spans(text)]
 
 
 def last_boxed(text: str) -> str | None:
@@ -48,66 +53,122 @@ def last_boxed(text: str) -> str | None:
 
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
-_PHRASE = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:|=|would be|will be)?\s*:?\s*(.+?)(?:\.(?=\s|$)|\n|$)", re.I | re.S)
+# "The answer is ...", "Final answer: ...": the word, then is / : / = before the answer (not
+# "the answer from the previous step", nor the word inside an <answer> tag left unclosed).
+_PHRASE = re.compile(r"(?<![</\w])(?:final answer|the answer|answer)\s*(?:is|:|=|would be|will be)\s*:?\s*"
+                     r"(.+?)(?:\.(?=\s|$)|\n|$)", re.I | re.S)
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?(?:\s*/\s*[0-9]+)?%?|-?\.[0-9]+")
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+# Math spans: $$...$$, \(...\), \[...\], and $...$ by pandoc's rule (no space just inside either
+# dollar, no digit just after the closing one), so the dollars of "$400 + $60 = $460" are money.
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(?!\s)([^$]+?)(?<!\s)\$(?!\d)|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+# "So x = 2 or x = 3.": values of named unknowns, as a last sentence says them. A value starts
+# and ends with a non-space, so each space belongs to one place in the pattern (a pattern that
+# could split spaces several ways takes exponential time to fail on "x = 1 , y = 2 , ...").
+_UNKNOWN = r"[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*[^=\s](?:[^=]*[^=\s])?"
+_EQUATIONS = re.compile(
+    rf"(?:so|thus|therefore|hence|then)?,?\s*({_UNKNOWN}(?:\s*(?:,|\bor\b|\band\b)\s*{_UNKNOWN})*)\s*", re.I)
+# What may stand between two answers of one list: "\boxed{2} and \boxed{3}", "$x = 2$ or $x = 3$",
+# "\boxed{1}, \boxed{4}". Anything else ("\boxed{2}, no wait, \boxed{3}") ends the list.
+_CONNECTIVE = re.compile(r"(?:\s|,|;|\$|\\quad|\\qquad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b|[a-zA-Z]\s*=)*",
+                         re.I)
 
 
-def extract_answer(completion: str, mode: str = "auto") -> list[str]:
-    """Candidate final answers, most specific first.
+def _math_spans(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), next(g for g in m.groups() if g is not None)) for m in _MATH_SPAN.finditer(text)]
 
-    mode 'answer_tag': the last <answer>...</answer> (R1-Zero template);
-    'boxed': the last \\boxed{} (R1 style; several boxed answers also give their list);
-    'last_number': the last number; 'auto': answer tag, else boxed, else a GSM8K-style
-    "#### N" line, else an "answer is ..." phrase, else the last math span of the last line, else the last number.
-    """
-    text = completion[-MAX_COMPLETION_CHARS:]
+
+def _last_run(spans: list[tuple[int, int, str]], text: str) -> list[str]:
+    """The last answer among `spans` of `text`, after the answers before it that only connectives
+    separate from it: several answers stated together are the parts of one answer ("2, 3"),
+    never a choice of candidates for the grader. [] without spans."""
+    if not spans:
+        return []
+    k = len(spans) - 1
+    while k > 0 and _CONNECTIVE.fullmatch(text[spans[k - 1][1]:spans[k][0]]):
+        k -= 1
+    return [c for _, _, c in spans[k:]]
+
+
+def _candidates(completion: str, mode: str) -> list[list[str]]:
+    """Readings of the final answer (each a list of its parts) by priority; `answer_parts` picks
+    one. Several only where the first may be prose ("So 2 boxes hold 10 items" then its last
+    number)."""
+    # GSM8K's calculator notes ("$4+$2=$<<4+2=6>>6") are not part of what the text says
+    text = re.sub(r"<<[^<>\n]*>>", "", completion[-MAX_COMPLETION_CHARS:])
     if mode not in ("auto", "answer_tag", "boxed", "last_number"):
         raise ValueError(f"unknown extraction mode {mode!r}")
     if mode in ("auto", "answer_tag"):
         tags = _ANSWER_TAG.findall(text)
         if tags:
             inner = tags[-1]
-            boxed = all_boxed(inner)
-            return [boxed[-1]] if boxed else [inner.strip()]
+            return [_last_run(_boxed_spans(inner), inner) or [inner.strip()]]
         if mode == "answer_tag":
             return []
+        if "<answer>" in text:  # an answer cut off (or never closed): the answer is what follows the tag
+            text = text[text.rindex("<answer>") + len("<answer>"):]
     if mode in ("auto", "boxed"):
-        boxed = all_boxed(text)
-        if boxed:
-            return [boxed[-1]] + ([", ".join(boxed)] if len(boxed) > 1 else [])
-        if mode == "boxed":
-            return []
+        boxed = _last_run(_boxed_spans(text), text)
+        if boxed or mode == "boxed":
+            return [boxed] if boxed else []
     if mode == "auto":
         hashes = re.findall(r"^####\s*(\S[^\n]*?)\s*$", text, re.M)  # GSM8K's final-answer line
         if hashes:
-            return [hashes[-1]]
+            return [[hashes[-1]]]
         phrases = list(_PHRASE.finditer(text))
         if phrases:
-            cand = phrases[-1].group(1).strip()
-            spans = [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(cand)]
-            out = [spans[-1]] if spans else []
-            return out + [cand] + _last_number(cand)
+            cand = phrases[-1].group(1).strip().strip("*").strip()  # "**Answer:** 7", "**7**"
+            span = _last_run(_math_spans(cand), cand)
+            return ([span] if span else []) + [[cand]] + _last_number(cand)
         lines = [ln for ln in text.strip().splitlines() if ln.strip()]
         if lines:
-            spans = [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(lines[-1])]
-            if spans:
-                return [spans[-1]] + _last_number(lines[-1])
+            span = _last_run(_math_spans(lines[-1]), lines[-1])
+            if span:
+                return [span] + _last_number(lines[-1])
             # "... the solutions are 1, 2, and 3." / "so x equals 5"
             last = re.split(r"(?<=[^0-9])\.\s+", lines[-1].strip())[-1]
             verb = list(re.finditer(r"\b(?:is|are|equals|was|were|be|gives|get)\s+(.+?)\.?$", last))
             if verb:
-                return [verb[-1].group(1)] + _last_number(last)
-            eq = re.fullmatch(r"(?:so|thus|therefore|hence|then)?,?\s*([^=]*=.*?)\.?", last, re.I)
-            if eq:  # "So x = 2 or x = 3."
-                return [eq.group(1)] + _last_number(last)
+                return [[verb[-1].group(1)]] + _last_number(last)
+            eq = _EQUATIONS.fullmatch(last)
+            if eq:  # "So x = 2 or x = 3.", but not a chain of working "5 - 4 = 1. 1 - 9 = -8."
+                return [[eq.group(1)]] + _last_number(last)
     return _last_number(text)
 
 
-def _last_number(text: str) -> list[str]:
+def answer_parts(completion: str, mode: str = "auto") -> list[str]:
+    """The parts of the completion's one final answer, chosen without looking at the gold
+    (`r1jax.rewards.math.final_answer` joins them); [] when it has none.
+
+    mode 'answer_tag': the last <answer>...</answer> (R1-Zero template; a \\boxed{} inside it wins);
+    'boxed': the last \\boxed{}; 'last_number': the last number; 'auto': the answer tag, else the
+    last \\boxed{}, else a GSM8K-style "#### N" line, else an "answer is ..." phrase (its math
+    span if it has one), else the last math span of the last line, or what its last sentence
+    says the answer "is" or equals, else the last number.
+    Answers stated together ("\\boxed{2} and \\boxed{3}", "$2$ or $3$") are the parts of one
+    answer. Where the reading is prose ("Janet makes 9 * 2 = $18 every day", `is_prose`), the
+    answer is its last number instead.
+    """
+    cands = _candidates(completion, mode)
+    return next((c for c in cands if not is_prose(normalize(", ".join(c)))), cands[0] if cands else [])
+
+
+# Words that formulas are written with: not a sign of prose.
+_FORMULA_WORDS = {"sin", "cos", "tan", "sec", "csc", "cot", "log", "ln", "exp", "sqrt", "arcsin", "arccos", "arctan",
+                  "pi", "inf", "infty", "in", "and", "or", "mod", "pmod"}
+
+
+def is_prose(s: str) -> bool:
+    """Does a normalised reading have words around its answer ("about 11", "were left", "on: 12 +
+    6 = 18", "Janet makes 9 * 2 = 18 every day")? A word of 2+ letters outside LaTeX commands
+    and formula words. A one-word answer ("Evelyn") is prose too, but is still the answer when
+    no other reading (a last number) is left."""
+    words = re.findall(r"\b[a-zA-Z]{2,}\b", re.sub(r"\\[a-zA-Z]+", " ", s))
+    return any(w.lower() not in _FORMULA_WORDS for w in words)
+
+
+def _last_number(text: str) -> list[list[str]]:
     nums = _NUMBER.findall(text)
-    return [nums[-1].rstrip(",")] if nums else []
+    return [[nums[-1].rstrip(",")]] if nums else []
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -147,6 +208,20 @@ _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "seventeen eighteen nineteen twenty".split())}
 
 
+def plain_number(s: str) -> str:
+    """A whole answer that is one number written with thousands separators ("7,425,000") or as a
+    mixed number ("1\\frac{4}{5}", a proper fraction: MATH's golds write them so), as a plain
+    number ("7425000", "\\frac{9}{5}"); anything else unchanged ("1,2" is a list, and the parser
+    would read "1\\frac{4}{5}" as a product)."""
+    if re.fullmatch(r"-?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?%?", s):
+        return s.replace(",", "")
+    mixed = re.fullmatch(r"(-?)([0-9]{1,30})\s*\\frac\{([0-9]{1,30})\}\{([0-9]{1,30})\}", s)
+    if mixed and int(mixed.group(3)) < int(mixed.group(4)):
+        sign, whole, num, den = mixed.group(1), int(mixed.group(2)), int(mixed.group(3)), int(mixed.group(4))
+        return f"{sign}\\frac{{{whole * den + num}}}{{{den}}}"
+    return s
+
+
 def normalize(ans: str) -> str:
     """Canonical surface form of an answer string (no parsing)."""
     s = ans.strip()
@@ -166,7 +241,4 @@ def normalize(ans: str) -> str:
     s = _NUMBER_WORDS.get(s.lower(), s)
     # "1, 2, and 3", "x = 2 or x = 3": a list of answers
     s = re.sub(r"(?<=[0-9}a-zA-Z)\]])\s*,?\s+(?:and|or)\s+(?=[-0-9\\a-zA-Z(\[])", ", ", s)
-    # a thousands-separated number "7,425,000" (the whole answer, so lists like "1,2" survive)
-    if re.fullmatch(r"-?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?%?", s):
-        s = s.replace(",", "")
-    return s
+    return plain_number(s)

@@ -6,7 +6,8 @@ Each check is a plain rule on the text so a filtered data set can report why sam
 
     no summary       the output is not reasoning + summary (r1jax.rewards.format.split_reasoning),
                      or one of the two parts is blank
-    language mixing  some CoT word is not in the target language (a CoT without words is fine)
+    language mixing  some CoT word is not in the target language (`mixes_languages`; a CoT
+                     without words is fine, and its language reward is 1)
     repetition       a word n-gram of the CoT (numbers count as words) occurs > max_repeats times;
                      a CJK character counts as half a word (a Chinese word is about two
                      characters), so a Chinese n-gram spans 2n characters
@@ -24,7 +25,7 @@ from r1jax.rewards.format import split_reasoning
 
 # The words of the language reward (Latin runs, single CJK characters), so both agree on what
 # a word is; the repetition check adds numbers, since a looping CoT often repeats arithmetic.
-from r1jax.rewards.language import CJK_CHAR, LATIN_WORD, cot_of, count_words, language_consistency
+from r1jax.rewards.language import CJK_CHAR, LATIN_WORD, cot_of, mixes_languages
 
 __all__ = ["READABILITY_CHECKS", "readability_issues", "is_readable"]
 
@@ -76,8 +77,7 @@ def readability_issues(completion: str, language: str = "en", *, max_paragraph_c
     cot = cot_of(completion)
     failed = {
         "no summary": parts is None or not parts[0].strip() or not parts[1].strip(),
-        "language mixing": (sum(count_words(cot).values()) > 0
-                            and language_consistency(completion, language) < 1.0),
+        "language mixing": mixes_languages(completion, language),
         "repetition": _max_ngram_count(cot, ngram) > max_repeats,
         # The reasoning and the summary are measured apart: the marker between them ends a paragraph.
         "long paragraph": any(len(p.strip()) > max_paragraph_chars

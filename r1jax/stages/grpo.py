@@ -23,7 +23,7 @@ from r1jax.rewards.language import mixes_languages
 from r1jax.stages.reward_model import LearnedRewardModel
 from r1jax.tasks.datafiles import draw, prompt_pool
 
-__all__ = ["RLConfig", "grpo", "overlong_penalty", "round_up"]
+__all__ = ["RLConfig", "grpo", "overlong_penalty", "round_up", "zero_variance_rows"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +72,14 @@ def round_up(n: int, cap: int, multiple: int = 32) -> int:
 def overlong_penalty(lengths: np.ndarray, max_new: int, buffer: int) -> np.ndarray:
     """DAPO's soft overlong punishment, in tokens: 0 up to max_new - buffer, then linear to -1."""
     return -np.clip((lengths - (max_new - buffer)) / max(buffer, 1), 0.0, 1.0)
+
+
+def zero_variance_rows(total: np.ndarray, group_size: int) -> np.ndarray:
+    """[N] bool: the rollouts of groups whose rewards are all equal, which `drop_zero_variance`
+    masks out. The groups are `losses.constant_groups` of the same float32 rewards, so they
+    are exactly the groups `group_advantages` gives advantage 0 (a numpy `std == 0` on the
+    float64 total disagreed with it for about half of the reward values tried)."""
+    return np.repeat(np.asarray(losses.constant_groups(jnp.asarray(total, jnp.float32), group_size)), group_size)
 
 
 def grpo(cfg: RLConfig) -> dict:
@@ -145,7 +153,7 @@ def grpo(cfg: RLConfig) -> dict:
         if g.truncation == "mask":
             cmask[np.asarray(roll.truncated)] = 0.0
         if g.drop_zero_variance:
-            cmask[np.repeat(total.reshape(Q, G).std(1) == 0, G)] = 0.0
+            cmask[zero_variance_rows(total, G)] = 0.0
         # Updates see only the columns some rollout uses: early in RL most answers are short.
         n_used, p_used = round_up(int(lengths.max()), N), round_up(int(pmask.sum(1).max()), P)
         tokens = np.concatenate([np.repeat(prompts[:, P - p_used:], G, 0), roll.tokens[:, :n_used]], 1)
