@@ -164,7 +164,7 @@ def measure(name: str, cfg: ModelConfig, kind: str, batch: dict, repeats: int) -
     if kind == "lm":
         step = functools.partial(train.lm_train_step, model_cfg=cfg, tx=tx)
         B, T = batch["tokens"].shape
-        flops = model_flops(cfg, B, T, T)
+        flops = model_flops(cfg, B, T, T - 1)  # the last position predicts nothing: no head
     else:
         step = functools.partial(train.grpo_train_step, model_cfg=cfg, tx=tx, cfg=train.GRPOConfig(beta=0.0))
         B, T = batch["tokens"].shape

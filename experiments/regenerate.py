@@ -66,6 +66,12 @@ Run it on every worker (tpu_setup/launch.sh) after importing the base model:
 Memory from the planner:\n\n    {cmd}
 
 {table}
+
+At the paper's budget, 32,768 tokens (512 prompt + 32,256 new; it needs a base with a 32k
+context, which Qwen2.5-Math is not), the same step fits with blockwise attention and the
+chunked LM head (the defaults past 512 tokens):\n\n    {cmd_paper}
+
+{table_paper}
 """
 
 from r1jax.config import DataConfig, GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
@@ -73,6 +79,8 @@ from r1jax.stages.grpo import RLConfig
 
 PLAN = dict({plan_kwargs})
 DEVICE = "{device}"
+PLAN_PAPER = dict({plan_paper_kwargs})
+DEVICE_PAPER = "{device_paper}"
 
 
 def get_config() -> RLConfig:
@@ -145,5 +153,10 @@ for stem, preset, hf, mesh, dev, short, steps in [
      "qwen-math-7b", 1000)]:
     kw = dict(model_name=preset, mesh=mesh, stage="grpo", batch=32, group=16, minibatches=16, prompt_len=512,
               max_new_tokens=3584, param_dtype="float32", dtype="bfloat16", remat=True, beta=0.001)
+    paper = dict(kw, mesh="data=1,fsdp=64,tensor=1", minibatches=8, max_new_tokens=32256)
+    pp = P.plan(**paper)
+    print(stem, "at 32k", P.fits(pp, "v5p-128"))
     write(stem, R1ZERO, kw, dev, title=f"R1-Zero-style GRPO of {hf.split('/')[1]} on a {dev} slice.",
-          hf=hf, hf_dir=hf.split("/")[1], short=short, steps=steps)
+          hf=hf, hf_dir=hf.split("/")[1], short=short, steps=steps, plan_paper_kwargs=kw_text(paper),
+          device_paper="v5p-128", cmd_paper=cmd_text(paper, "v5p-128"),
+          table_paper=textwrap.indent(P.format_plan(pp, "v5p-128"), "    "))

@@ -19,16 +19,16 @@ Memory from the planner:
 
     llama3.3-70b (70.55B params), sft on mesh data=1,fsdp=64,tensor=4 (256 devices)
     64 sequences x 16384 tokens a step
-    1 row per device; params float32, compute bfloat16, remat on
+    1 row per device; params float32, compute bfloat16, remat on, blockwise attention, LM head 1024 tokens at a time
     per device:
       parameters           1.03 GiB
       optimizer state      2.06 GiB
       gradients            1.03 GiB
       reference model      0.00 GiB
-      activations         56.23 GiB  (update, estimate)
-      update phase        60.35 GiB
-      peak                60.35 GiB
-    fits on v5p-512 (95 GiB HBM per chip): 64% of HBM at peak
+      activations         25.91 GiB  (update, estimate)
+      update phase        30.03 GiB
+      peak                30.03 GiB
+    fits on v5p-512 (95 GiB HBM per chip): 32% of HBM at peak
 """
 
 from r1jax.config import ModelOverrides, OptimConfig, TrainerConfig

@@ -16,16 +16,16 @@ Memory from the planner:
 
     llama3.1-8b (8.03B params), sft on mesh data=1,fsdp=16,tensor=2 (32 devices)
     16 sequences x 16384 tokens a step
-    1 row per device; params float32, compute bfloat16, remat on
+    1 row per device; params float32, compute bfloat16, remat on, blockwise attention, LM head 1024 tokens at a time
     per device:
       parameters           0.94 GiB
       optimizer state      1.87 GiB
       gradients            0.94 GiB
       reference model      0.00 GiB
-      activations         44.04 GiB  (update, estimate)
-      update phase        47.79 GiB
-      peak                47.79 GiB
-    fits on v5p-64 (95 GiB HBM per chip): 50% of HBM at peak
+      activations          8.10 GiB  (update, estimate)
+      update phase        11.84 GiB
+      peak                11.84 GiB
+    fits on v5p-64 (95 GiB HBM per chip): 12% of HBM at peak
 """
 
 from r1jax.config import ModelOverrides, OptimConfig, TrainerConfig

@@ -16,16 +16,16 @@ Memory from the planner:
 
     qwen2.5-14b (14.77B params), sft on mesh data=1,fsdp=32,tensor=2 (64 devices)
     32 sequences x 16384 tokens a step
-    1 row per device; params float32, compute bfloat16, remat on
+    1 row per device; params float32, compute bfloat16, remat on, blockwise attention, LM head 1024 tokens at a time
     per device:
       parameters           0.86 GiB
       optimizer state      1.72 GiB
       gradients            0.86 GiB
       reference model      0.00 GiB
-      activations         56.46 GiB  (update, estimate)
-      update phase        59.91 GiB
-      peak                59.91 GiB
-    fits on v5p-128 (95 GiB HBM per chip): 63% of HBM at peak
+      activations         12.20 GiB  (update, estimate)
+      update phase        15.65 GiB
+      peak                15.65 GiB
+    fits on v5p-128 (95 GiB HBM per chip): 16% of HBM at peak
 """
 
 from r1jax.config import ModelOverrides, OptimConfig, TrainerConfig

@@ -16,16 +16,16 @@ Memory from the planner:
 
     qwen2.5-32b (32.76B params), sft on mesh data=1,fsdp=64,tensor=2 (128 devices)
     64 sequences x 16384 tokens a step
-    1 row per device; params float32, compute bfloat16, remat on
+    1 row per device; params float32, compute bfloat16, remat on, blockwise attention, LM head 1024 tokens at a time
     per device:
       parameters           0.96 GiB
       optimizer state      1.91 GiB
       gradients            0.96 GiB
       reference model      0.00 GiB
-      activations         60.43 GiB  (update, estimate)
-      update phase        64.26 GiB
-      peak                64.26 GiB
-    fits on v5p-256 (95 GiB HBM per chip): 68% of HBM at peak
+      activations         16.17 GiB  (update, estimate)
+      update phase        19.99 GiB
+      peak                19.99 GiB
+    fits on v5p-256 (95 GiB HBM per chip): 21% of HBM at peak
 """
 
 from r1jax.config import ModelOverrides, OptimConfig, TrainerConfig

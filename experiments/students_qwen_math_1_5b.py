@@ -19,16 +19,16 @@ Memory from the planner:
 
     qwen2.5-math-1.5b (1.54B params), sft on mesh data=1,fsdp=16,tensor=1 (16 devices)
     16 sequences x 16384 tokens a step
-    1 row per device; params float32, compute bfloat16, remat on
+    1 row per device; params float32, compute bfloat16, remat on, blockwise attention, LM head 1024 tokens at a time
     per device:
       parameters           0.36 GiB
       optimizer state      0.72 GiB
       gradients            0.36 GiB
       reference model      0.00 GiB
-      activations         50.37 GiB  (update, estimate)
-      update phase        51.81 GiB
-      peak                51.81 GiB
-    fits on v5p-32 (95 GiB HBM per chip): 55% of HBM at peak
+      activations          5.06 GiB  (update, estimate)
+      update phase         6.50 GiB
+      peak                 6.50 GiB
+    fits on v5p-32 (95 GiB HBM per chip): 7% of HBM at peak
 """
 
 from r1jax.config import ModelOverrides, OptimConfig, TrainerConfig

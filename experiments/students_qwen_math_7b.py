@@ -19,16 +19,16 @@ Memory from the planner:
 
     qwen2.5-math-7b (7.62B params), sft on mesh data=1,fsdp=16,tensor=2 (32 devices)
     16 sequences x 16384 tokens a step
-    1 row per device; params float32, compute bfloat16, remat on
+    1 row per device; params float32, compute bfloat16, remat on, blockwise attention, LM head 1024 tokens at a time
     per device:
       parameters           0.89 GiB
       optimizer state      1.78 GiB
       gradients            0.89 GiB
       reference model      0.00 GiB
-      activations         42.47 GiB  (update, estimate)
-      update phase        46.02 GiB
-      peak                46.02 GiB
-    fits on v5p-64 (95 GiB HBM per chip): 48% of HBM at peak
+      activations          7.41 GiB  (update, estimate)
+      update phase        10.96 GiB
+      peak                10.96 GiB
+    fits on v5p-64 (95 GiB HBM per chip): 12% of HBM at peak
 """
 
 from r1jax.config import ModelOverrides, OptimConfig, TrainerConfig

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +60,66 @@ def config_json(cfg: Any) -> Any:
     return json.loads(json.dumps(cfg, default=plain))
 
 
-# ModelConfig fields that choose how a forward runs, not what it computes: a run saved with one
-# setting resumes with the other (e.g. remat switched on to fit a bigger batch).
-_EXECUTION_ONLY = {"remat", "scan_layers"}
+# Fields that are not a run's identity: how a forward runs, not what it computes (ModelConfig's
+# remat, scan_layers, attention, attention_block, head_chunk: a run saved with one setting
+# resumes with the other, e.g. remat switched on to fit a bigger batch), when the loop gives up
+# on non-finite steps, and where the run directory is (`out_dir`: a run directory is the same
+# run wherever it lives, however its path is spelled).
+_NOT_IDENTITY = {"remat", "scan_layers", "attention", "attention_block", "head_chunk", "max_nonfinite_steps",
+                 "out_dir"}
+# Fields that name a file or directory (a base stage, a data set): compared as paths, see `_Places`.
+_PATH_FIELDS = {"data", "path", "pairs", "tokenizer", "reward_model"}
 
 
-def _diff(saved: Any, current: Any, prefix: str = "") -> list[str]:
+@dataclasses.dataclass
+class _Places:
+    """Where relative paths of a config start (the working directory) and where its checkpoint
+    directory was, for the config saved and the current one. Two values of a path field are the
+    same if they name the same place, or the same place relative to the checkpoint directory (a
+    recipe's folder moved as a whole: its stages name each other relative to it)."""
+
+    saved_cwd: str
+    saved_dir: str
+    cwd: str
+    directory: str
+
+    def same(self, saved: str, current: str) -> bool:
+        if not (saved and current):
+            return False
+        a = os.path.realpath(os.path.join(self.saved_cwd, saved))
+        b = os.path.realpath(os.path.join(self.cwd, current))
+        return a == b or os.path.relpath(a, self.saved_dir) == os.path.relpath(b, self.directory)
+
+
+def _diff(saved: Any, current: Any, prefix: str = "", places: _Places | None = None) -> list[str]:
     if isinstance(saved, dict) and isinstance(current, dict):
         out = []
-        for k in sorted((set(saved) | set(current)) - _EXECUTION_ONLY):
-            out += _diff(saved.get(k, "<absent>"), current.get(k, "<absent>"), f"{prefix}{k}.")
+        for k in sorted((set(saved) | set(current)) - _NOT_IDENTITY):
+            out += _diff(saved.get(k, "<absent>"), current.get(k, "<absent>"), f"{prefix}{k}.", places)
         return out
+    key = prefix[:-1].rsplit(".", 1)[-1]
+    if (places is not None and isinstance(saved, str) and isinstance(current, str)
+            and (key in _PATH_FIELDS or key.endswith("_dir")) and places.same(saved, current)):
+        return []
     return [] if saved == current else [f"{prefix[:-1] or 'config'}: saved {saved!r}, now {current!r}"]
+
+
+def _where(directory: Path) -> dict:
+    """Saved with every step, so that a moved run can tell its paths apart (`_Places`)."""
+    return {"cwd": os.path.realpath(os.getcwd()), "directory": os.path.realpath(directory)}
+
+
+_all_finite = jax.jit(lambda tree: functools.reduce(
+    jnp.logical_and, [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)],
+    jnp.bool_(True)))
+
+
+def _everywhere(ok: bool) -> bool:
+    """`ok` on every process (each reads its own shards of a checkpoint)."""
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+    return bool(np.all(multihost_utils.process_allgather(np.array([ok]))))
 
 
 def _check_shapes(saved_meta: Any, target: Any, what: str, directory: Path, step: int) -> None:
@@ -89,8 +140,8 @@ def _check_shapes(saved_meta: Any, target: Any, what: str, directory: Path, step
     problems += [f"{what}{list(p)} is in the checkpoint but not in the requested config"
                  for p in saved if p not in wanted]
     if problems:
-        raise ValueError(f"checkpoint {directory}/{step} does not fit the requested config:\n  "
-                         + "\n  ".join(problems))
+        raise ConfigMismatchError(f"checkpoint {directory}/{step} does not fit the requested config:\n  "
+                                  + "\n  ".join(problems))
 
 
 def _manager(directory: Path, **options) -> ocp.CheckpointManager:
@@ -119,7 +170,12 @@ class Checkpointer:
     `run_config` (any dataclass or JSON-able value) is stored with every step. Opening a
     directory whose latest checkpoint has a different config raises `ConfigMismatchError`
     before anything is written, so a mistyped output directory can never rotate away the
-    last good checkpoint of another run.
+    last good checkpoint of another run. Where the directory is, and how its path is spelled,
+    is not part of the config (`_NOT_IDENTITY`, `_Places`): a moved run resumes.
+
+    A step that cannot be read (a truncated file, garbled metadata) while an older one can is
+    moved aside to `<step>.corrupt` with a warning, never deleted, and the older one is used
+    (`restore_intact`). A state with a NaN or infinity is never saved (`save` raises).
     """
 
     def __init__(self, directory: str | Path, run_config: Any, *, max_to_keep: int = 3,
@@ -128,15 +184,19 @@ class Checkpointer:
         self.run_config = config_json(run_config)
         self._mngr = _manager(self.directory, max_to_keep=max_to_keep, create=True,
                               enable_async_checkpointing=async_save)
-        latest = self._mngr.latest_step()
+        latest, meta, unreadable = self._newest(self._read_meta)
         if latest is not None:
-            saved = self._read_meta(latest)["config"]
-            diff = _diff(saved, self.run_config)
+            here = _where(self.directory)
+            saved_where = meta.get("where") or here  # checkpoints written before it was saved: here
+            places = _Places(saved_where["cwd"], saved_where["directory"], here["cwd"], here["directory"])
+            diff = _diff(meta["config"], self.run_config, places=places)
             if diff:
                 raise ConfigMismatchError(
                     f"{self.directory} holds checkpoints (latest step {latest}) of a different config; "
                     f"refusing to write there. Differences:\n  " + "\n  ".join(diff)
                     + "\nUse a new directory, or the saved config to resume.")
+        for step, error in unreadable:  # this run's directory: set its unreadable steps aside
+            self._set_aside(step, error)
 
     def latest_step(self) -> int | None:
         return self._mngr.latest_step()
@@ -147,12 +207,56 @@ class Checkpointer:
     def _read_meta(self, step: int) -> dict:
         return self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
+    def _newest(self, read: Any) -> tuple[int | None, Any, list]:
+        """(step, read(step), unreadable) for the newest step that `read` reads on every process,
+        with the newer steps it failed on and their errors; (None, None, []) without steps. If
+        no step can be read, the newest one's error is raised."""
+        failed = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                out, error = read(step), None
+            except ConfigMismatchError:
+                raise
+            except Exception as e:  # orbax / tensorstore errors of a damaged step
+                out, error = None, e
+            if _everywhere(error is None):
+                return step, out, failed
+            failed.append((step, error))
+        if failed:
+            steps = ", ".join(str(s) for s, _ in failed)
+            raise RuntimeError(f"{self.directory}: no checkpoint can be read (steps {steps}); the newest "
+                               f"failed with: {_first_line(failed[0][1])}") from failed[0][1]
+        return None, None, []
+
+    def _set_aside(self, step: int, error: Exception | None) -> None:
+        """Move an unreadable step to `<step>.corrupt` (which orbax ignores), never deleting it."""
+        src = self.directory / str(step)
+        dst = self.directory / f"{step}.corrupt"
+        n = 0
+        while dst.exists():
+            n += 1
+            dst = self.directory / f"{step}.corrupt-{n}"
+        if jax.process_index() == 0:  # one process moves it and says so
+            src.rename(dst)
+            warnings.warn(f"checkpoint {src} cannot be read ({_first_line(error)}); moved to {dst} (kept, not "
+                          f"deleted) and an older step is used", stacklevel=3)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"r1jax:set_aside:{step}")
+        self._mngr.reload()
+
     def save(self, state: TrainState, *, rng: jax.Array | None = None, data_state: Any = None,
              ref_params: Any = None, force: bool = False) -> bool:
-        """Save at `state.step` (asynchronously; `wait()` blocks until it is on disk)."""
+        """Save at `state.step` (asynchronously; `wait()` blocks until it is on disk). A state
+        whose parameters, optimizer state or reference parameters hold a NaN or an infinity is
+        an error: a checkpoint is never non-finite."""
         step = int(jax.device_get(state.step))
+        if not bool(_all_finite((state.params, state.opt_state, ref_params))):
+            raise ValueError(f"step {step}: the parameters or optimizer state are not finite; not saving them "
+                             f"to {self.directory}, whose checkpoints stay finite")
         meta = {"step": step, "config": self.run_config, "data_state": data_state,
-                "rng": None if rng is None else np.asarray(jax.random.key_data(rng)).tolist()}
+                "rng": None if rng is None else np.asarray(jax.random.key_data(rng)).tolist(),
+                "where": _where(self.directory)}
         items = {"params": ocp.args.StandardSave(state.params), "meta": ocp.args.JsonSave(meta)}
         if jax.tree.leaves(state.opt_state):  # a params-only checkpoint (e.g. an HF import) has none
             items["opt_state"] = ocp.args.StandardSave(state.opt_state)
@@ -171,15 +275,16 @@ class Checkpointer:
             return None
         saved = self._mngr.item_metadata(step)
         if saved.get("opt_state") is None:
-            raise ValueError(f"checkpoint {self.directory}/{step} holds parameters only (no optimizer state); "
-                             "load them with r1jax.checkpoint.restore_params and start a fresh optimizer")
+            raise ConfigMismatchError(
+                f"checkpoint {self.directory}/{step} holds parameters only (no optimizer state); "
+                "load them with r1jax.checkpoint.restore_params and start a fresh optimizer")
         _check_shapes(saved["params"], target.params, "params", self.directory, step)
         _check_shapes(saved["opt_state"], target.opt_state, "opt_state", self.directory, step)
         items = dict(params=ocp.args.StandardRestore(target.params),
                      opt_state=ocp.args.StandardRestore(target.opt_state), meta=ocp.args.JsonRestore())
         if with_ref:  # the reference policy has the parameters' shapes and shardings
             if saved.get("ref_params") is None:
-                raise ValueError(f"checkpoint {self.directory}/{step} has no reference policy (ref_params)")
+                raise ConfigMismatchError(f"checkpoint {self.directory}/{step} has no reference policy (ref_params)")
             items["ref_params"] = ocp.args.StandardRestore(target.params)
         out = self._mngr.restore(step, args=ocp.args.Composite(**items))
         meta = out["meta"]
@@ -189,12 +294,29 @@ class Checkpointer:
         return Restored(step=step, state=state, rng=rng, data_state=meta["data_state"],
                         ref_params=out["ref_params"] if with_ref else None)
 
+    def restore_intact(self, target: TrainState, with_ref: bool = False) -> Restored | None:
+        """`restore` of the newest step that can be read; newer ones that cannot are moved aside
+        with a warning (`_set_aside`). None if the directory has no checkpoint; an error if no
+        step can be read (nothing is moved then)."""
+        _, restored, unreadable = self._newest(lambda step: self.restore(target, step, with_ref=with_ref))
+        for step, error in unreadable:
+            self._set_aside(step, error)
+        return restored
+
     def wait(self) -> None:
         self._mngr.wait_until_finished()
 
     def close(self) -> None:
         self._mngr.wait_until_finished()
         self._mngr.close()
+
+
+def _first_line(error: BaseException | None) -> str:
+    """The root cause of `error` in one line (orbax wraps tensorstore's error in a long one)."""
+    while error is not None and error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 @contextlib.contextmanager

@@ -27,6 +27,9 @@ class RopeScaling:
     original_max_position_embeddings: int = 8192
 
 
+ATTENTION = ("auto", "dense", "blockwise")  # ModelConfig.attention
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Shape and numerics of a Llama 3 / Qwen2 / Qwen2.5 decoder.
@@ -56,9 +59,17 @@ class ModelConfig:
     # False: a Python loop over the layers; compile time grows with depth, but each layer's KV
     # cache is updated in place (docs/performance.md measures both). The CPU presets use it.
     scan_layers: bool = True
+    # cache-less forwards (training): 'dense' holds [T, T] scores; 'blockwise' an online softmax
+    # over key blocks, memory linear in T (r1jax/attention.py); 'auto' dense up to one block
+    attention: str = "auto"
+    attention_block: int = 512  # query and key block of blockwise attention (tokens)
+    head_chunk: int = 1024  # tokens per LM-head chunk in the training losses; never [rows, T, V] at once
 
     def __post_init__(self):
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff"):
+        if self.attention not in ATTENTION:
+            raise ValueError(f"ModelConfig.attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff",
+                     "attention_block", "head_chunk"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
         if self.n_heads % self.n_kv_heads:
@@ -211,11 +222,13 @@ class TrainerConfig:
     log_every: int = 1  # steps between metrics.jsonl lines (each one waits for the device)
     seed: int = 0
     mesh: str = ""  # e.g. 'data=2,fsdp=2,tensor=2'; default: all devices on 'data'
+    max_nonfinite_steps: int = 3  # non-finite steps (skipped) in a row that stop the run with an error; 0: never
 
     def __post_init__(self):
-        for name in ("steps", "checkpoint_every", "log_every"):
-            if getattr(self, name) < (0 if name == "steps" else 1):
-                raise ValueError(f"trainer.{name} must be {'>= 0' if name == 'steps' else 'positive'}, "
+        for name in ("steps", "checkpoint_every", "log_every", "max_nonfinite_steps"):
+            if getattr(self, name) < (1 if name in ("checkpoint_every", "log_every") else 0):
+                raise ValueError(f"trainer.{name} must be "
+                                 f"{'positive' if name in ('checkpoint_every', 'log_every') else '>= 0'}, "
                                  f"got {getattr(self, name)}")
         if self.mesh:
             MeshConfig.parse(self.mesh)
@@ -338,6 +351,9 @@ class ModelOverrides:
     remat: bool | None = None  # recompute each layer in the backward pass
     scan_layers: bool | None = None  # lax.scan over the layer stack instead of a Python loop
     dtype: str | None = None  # compute dtype: float32, bfloat16 or float16
+    attention: str | None = None  # training attention: auto, dense or blockwise
+    attention_block: int | None = None  # blockwise attention's block (tokens)
+    head_chunk: int | None = None  # tokens per LM-head chunk in the training losses
 
 
 def apply_overrides(model_cfg: ModelConfig, overrides: ModelOverrides) -> ModelConfig:

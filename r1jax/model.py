@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from r1jax.attention import attention_kind, blockwise_attention, decode_attention
 from r1jax.config import ModelConfig, from_dict
 from r1jax.sharding import constrain
 
@@ -284,19 +285,22 @@ def _cache_write(cache: jax.Array, new: jax.Array, index: tuple) -> jax.Array:
 # jitted so that an eager `forward` (outside jit) with the loop over layers runs each block as one
 # program: op by op, XLA's CPU runtime rejects a bfloat16 batched matmul with float32 output
 @functools.partial(jax.jit, static_argnums=0)
-def _layer(cfg: ModelConfig, x, p, rope, allowed, cached=None, write_at=None):
+def _layer(cfg: ModelConfig, x, p, rope, allowed, cached=None, write_at=None, filled=None):
     """One decoder block: x [B, T, D] -> (x [B, T, D], (keys, values)).
 
     p: this layer's weights (one slice of `params["layers"]`); rope: `_rope_angles`;
-    allowed: [B, T, T] which new keys each new query may attend to. `cached` = (k, v, allowed)
-    of this layer's cache slots before this call (k [B, K, H, S], v [B, K, S, H], allowed
-    [B, 1, S]). Without a cache the returned keys and values are the new ones (k [B, K, H, T],
-    v [B, K, T, H]). Without `write_at` (the layer scan) the cache is read only and the new keys
-    and values are returned for the caller to write after the scan. With it (the loop over
-    layers) they are first written into the cache at slot `write_at` and the updated cache is
-    returned; a decode step then reads its own key back from that cache. Writing before reading
-    is what lets XLA update the cache in place inside the sampler's while loop (see
-    docs/performance.md)."""
+    allowed: [B, T, T] which new keys each new query may attend to, or for blockwise attention
+    (no cache) the pair (key mask [B, T], segment ids [B, T] or None) it builds its tiles
+    from. `cached` = (k, v, allowed) of this layer's cache slots before this call
+    (k [B, K, H, S], v [B, K, S, H], allowed [B, 1, S]). Without a cache the returned keys and
+    values are the new ones (k [B, K, H, T], v [B, K, T, H]). Without `write_at` (the layer
+    scan) the cache is read only and the new keys and values are returned for the caller to
+    write after the scan. With it (the loop over layers) they are first written into the cache
+    at slot `write_at` and the updated cache is returned; a decode step then reads its own key
+    back from that cache. Writing before reading is what lets XLA update the cache in place
+    inside the sampler's while loop (see docs/performance.md). `filled`: the cache slots
+    written before this call; a decode step with blockwise attention selected for the cache's
+    length reads only those (`attention.decode_attention`)."""
     dt = jnp.dtype(cfg.dtype)
     p = jax.tree.map(lambda w: w.astype(dt), p)
     h = _rms_norm(x, p["attn_norm"], cfg.norm_eps)
@@ -319,7 +323,16 @@ def _layer(cfg: ModelConfig, x, p, rope, allowed, cached=None, write_at=None):
             blocks = [(k_c, v_c, old_allowed | (jnp.arange(k_c.shape[-1]) == write_at))]
         else:  # a prefill: the cache's earlier slots and its own keys (not all T x S slots)
             blocks = [(k_c, v_c, old_allowed), (k, v, allowed)]
-    attn = _attention(q, blocks, dt)
+    if isinstance(allowed, tuple):
+        attn = blockwise_attention(q, k, v, *allowed, block=cfg.attention_block, dtype=dt)
+    elif q.shape[1] == 1 and cached is not None and \
+            attention_kind(cfg.attention, cached[0].shape[-1], cfg.attention_block) == "blockwise":
+        if write_at is None:  # the layer scan: the step's own key is not in the cache yet
+            attn = decode_attention(q, *cached, filled, (k, v, allowed), block=cfg.attention_block, dtype=dt)
+        else:
+            attn = decode_attention(q, *blocks[0], write_at + 1, None, block=cfg.attention_block, dtype=dt)
+    else:
+        attn = _attention(q, blocks, dt)
     x = x + _dense(attn, p["wo"], n_in=2)
     h = _rms_norm(x, p["mlp_norm"], cfg.norm_eps)
     gate, up = _dense(h, p["w_gate"]), _dense(h, p["w_up"])
@@ -352,14 +365,17 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
     if positions is None:
         positions = jnp.broadcast_to(offset + jnp.arange(T, dtype=jnp.int32), (B, T))
     mask = jnp.ones((B, T), bool) if mask is None else mask.astype(bool)
-    # Among the new tokens: causal, never a padding key; each query may always see itself so
-    # that a padding row has a finite softmax (its output is discarded anyway).
-    causal = jnp.tril(jnp.ones((T, T), bool))
-    allowed = (causal[None] & mask[:, None, :]) | jnp.eye(T, dtype=bool)[None]
-    if segment_ids is not None:
-        if cache is not None:
-            raise ValueError("segment_ids (packed documents) are for training forwards without a cache")
-        allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
+    if segment_ids is not None and cache is not None:
+        raise ValueError("segment_ids (packed documents) are for training forwards without a cache")
+    if cache is None and attention_kind(cfg.attention, T, cfg.attention_block) == "blockwise":
+        allowed = (mask, segment_ids)  # the [T, T] mask is never built: each tile builds its own
+    else:
+        # Among the new tokens: causal, never a padding key; each query may always see itself so
+        # that a padding row has a finite softmax (its output is discarded anyway).
+        causal = jnp.tril(jnp.ones((T, T), bool))
+        allowed = (causal[None] & mask[:, None, :]) | jnp.eye(T, dtype=bool)[None]
+        if segment_ids is not None:
+            allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
 
     dt = jnp.dtype(cfg.dtype)
     x = constrain(params["embed"][tokens].astype(dt), ("batch", None, None))
@@ -371,7 +387,7 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
 
     def layer(x, p, k_c=None, v_c=None, write_at=None):
         cached = None if cache is None else (k_c, v_c, old_allowed)
-        return _layer(cfg, x, p, rope, allowed, cached, write_at)
+        return _layer(cfg, x, p, rope, allowed, cached, write_at, offset)
     if cfg.remat:
         layer = jax.checkpoint(layer, prevent_cse=False)
     if cfg.scan_layers:

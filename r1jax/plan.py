@@ -7,20 +7,19 @@ per-device share is `NamedSharding(...).shard_shape` under `train.state_sharding
 `model.cache_axes` and the one rules table in `r1jax.sharding`. The mesh is a
 `jax.sharding.AbstractMesh`, so a 256-chip pod is planned on a laptop CPU.
 
-Activations are an estimate. The loss of the stage (`train.completion_logprobs` +
-`losses.grpo_loss` for GRPO, `model.forward` + `losses.next_token_loss` for SFT) is traced on
-*one device's share* of the work: the mini-batch rows that device holds (batch split over
+Activations are an estimate (`activation_bytes`). The loss of the stage
+(`train.completion_logprobs` + `losses.grpo_loss` for GRPO, `train.lm_loss` for SFT) is traced
+on *one device's share* of the work: the mini-batch rows that device holds (batch split over
 data x fsdp) and the attention heads, KV heads, MLP width and vocabulary that the tensor axis
-leaves it (read off the real parameter shardings). The residuals that JAX's autodiff keeps
-for the backward pass (the leaves of `jax.vjp`'s closure under `jax.eval_shape`, parameters
-excluded) are summed; with `remat` one layer's residuals are added, because the backward pass
-recomputes one layer at a time; and twice the float32 logits are added, for their gradient,
-which the backward pass holds next to them, and one forward temporary of their size (the
-log-softmax). Checked against XLA's buffer assignment for the gradient of the real GRPO loss
-of a 4-layer Qwen2.5-0.5B compiled for CPU (4 rows x 256 tokens): float32 1530 MiB estimated
-vs 1360 MiB compiled with remat, 2048 vs 2033 without; bfloat16 compute 1733 vs 1879 and
-2118 vs 2780 (the CPU backend upcasts bfloat16 matmuls to float32, a TPU does not). Other
-XLA temporaries are not counted, hence the 10% margin in `fits`.
+leaves it (read off the real parameter shardings), with the model's attention (dense or
+blockwise) and LM-head chunk. The residuals that JAX's autodiff keeps for the backward pass
+(the leaves of `jax.vjp`'s closure under `jax.eval_shape`, parameters excluded) are summed;
+with `remat` one layer's residuals are added, because the backward pass recomputes one layer
+at a time; then the backward's transients: the gradient of one LM-head chunk's float32 logits
+(and, chunked, the chunk's recomputed logits) and, with blockwise attention, three float32
+score tiles of every head. `benchmarks/bench_long.py` compares the estimate with XLA's
+compiled temporary memory at 1k-8k tokens (docs/performance.md). Other XLA temporaries are
+not counted, hence the 10% margin in `fits`.
 
 Sampling and the update do not hold their working memory at the same time (the sampler's
 cache lives inside its jitted call), so the peak is parameters + optimizer + reference plus
@@ -44,11 +43,12 @@ import jax.numpy as jnp
 from jax.sharding import AbstractMesh, NamedSharding
 
 from r1jax import losses, model, train
-from r1jax.config import GRPOConfig, MeshConfig, ModelConfig, get_preset, override
+from r1jax.attention import attention_kind
+from r1jax.config import ATTENTION, GRPOConfig, MeshConfig, ModelConfig, get_preset, override
 from r1jax.sharding import MESH_AXES, logical_spec, tree_shardings
 
-__all__ = ["HBM_GIB", "MemoryPlan", "abstract_mesh", "plan", "chip_type", "fits", "format_plan", "add_parser",
-           "main"]
+__all__ = ["HBM_GIB", "MemoryPlan", "abstract_mesh", "activation_bytes", "plan", "chip_type", "fits", "format_plan",
+           "add_parser", "main"]
 
 GiB = 1 << 30
 
@@ -141,8 +141,7 @@ def _residual_bytes(cfg, stage: str, rows: int, prompt_len: int, n_new: int, bet
         batch = {"tokens": S((rows, T), jnp.int32), "mask": S((rows, T), bool), "loss_mask": S((rows, T), bool)}
 
         def loss(p, b):  # as in train.lm_train_step
-            logits, _ = model.forward(cfg, p, b["tokens"], mask=b["mask"])
-            return losses.next_token_loss(logits, b["tokens"], b["loss_mask"])[0]
+            return train.lm_loss(cfg, p, b)[0]
 
     closure = jax.eval_shape(lambda p, b: jax.vjp(lambda q: loss(q, b), p)[1], params, batch)
     # parameters handed to the backward pass are the weights themselves, counted elsewhere
@@ -151,9 +150,31 @@ def _residual_bytes(cfg, stage: str, rows: int, prompt_len: int, n_new: int, bet
                if (x.shape, x.dtype) not in weights)
 
 
+def activation_bytes(cfg: ModelConfig, stage: str, rows: int, prompt_len: int, n_new: int, beta: float) -> int:
+    """Activation memory of one device's update: the residuals autodiff keeps, with `cfg.remat`
+    one layer's residuals more (the backward recomputes a layer at a time), and the transients of
+    the backward pass. The LM head's: the gradient of its float32 logits, plus, when it runs in
+    chunks (`ModelConfig.head_chunk` positions), one chunk's recomputed logits (unchunked, the
+    residuals already hold them). Blockwise attention's: one [block, block] score tile of every
+    head, three times (scores, probabilities, their gradient; float32). Checked against XLA's
+    compiled temporary memory by `benchmarks/bench_long.py` (docs/performance.md)."""
+    T = prompt_len + n_new
+    out = _residual_bytes(cfg, stage, rows, prompt_len, n_new, beta)
+    if cfg.remat:
+        one, two = (_residual_bytes(override(cfg, n_layers=n, remat=False), stage, rows, prompt_len, n_new, beta)
+                    for n in (1, 2))
+        out += two - one
+    predicted = n_new if stage == "grpo" else T - 1
+    out += (2 if predicted > cfg.head_chunk else 1) * rows * min(cfg.head_chunk, predicted) * cfg.vocab_size * 4
+    if attention_kind(cfg.attention, T, cfg.attention_block) == "blockwise":
+        out += 3 * rows * cfg.n_heads * min(cfg.attention_block, T) ** 2 * 4
+    return out
+
+
 def plan(model_name: str, mesh: str, stage: str = "grpo", *, batch: int = 32, group: int = 16,
          minibatches: int = 1, max_new_tokens: int = 1024, prompt_len: int = 512, param_dtype: str | None = None,
-         dtype: str | None = None, remat: bool = True, beta: float = GRPOConfig.beta) -> MemoryPlan:
+         dtype: str | None = None, remat: bool = True, beta: float = GRPOConfig.beta,
+         attention: str | None = None, head_chunk: int | None = None) -> MemoryPlan:
     """Per-device memory of one stage.
 
     grpo: `batch` prompts a step, `group` samples each (the sampler holds batch * group rows
@@ -165,7 +186,8 @@ def plan(model_name: str, mesh: str, stage: str = "grpo", *, batch: int = 32, gr
     if stage not in ("grpo", "sft"):
         raise ValueError(f"stage must be 'grpo' or 'sft', got {stage!r}")
     cfg = get_preset(model_name)
-    cfg = override(cfg, param_dtype=param_dtype or cfg.param_dtype, dtype=dtype or cfg.dtype, remat=remat)
+    cfg = override(cfg, param_dtype=param_dtype or cfg.param_dtype, dtype=dtype or cfg.dtype, remat=remat,
+                   attention=attention or cfg.attention, head_chunk=head_chunk or cfg.head_chunk)
     am = abstract_mesh(mesh)
     tx = train.make_optimizer(train.OptimConfig())
     state = jax.eval_shape(functools.partial(train.init_state, cfg, tx), jax.random.key(0))
@@ -189,15 +211,11 @@ def plan(model_name: str, mesh: str, stage: str = "grpo", *, batch: int = 32, gr
         rows, kv_cache, sampling_logits, reference = batch, 0, 0, 0
         summary = f"{batch} sequences x {T} tokens a step"
     local_rows = _local_rows(am, rows, T)
-    activations = _residual_bytes(local, stage, local_rows, prompt_len, max_new_tokens, beta)
-    if remat:  # the backward pass recomputes one layer at a time: add one layer's residuals
-        one, two = (_residual_bytes(override(local, n_layers=n, remat=False), stage, local_rows, prompt_len,
-                                    max_new_tokens, beta) for n in (1, 2))
-        activations += two - one
-    # the gradient of the float32 logits and one forward temporary of their size (log-softmax)
-    activations += 2 * local_rows * (max_new_tokens if stage == "grpo" else T) * local.vocab_size * 4
+    activations = activation_bytes(local, stage, local_rows, prompt_len, max_new_tokens, beta)
     summary += (f"\n{local_rows} row{'s' * (local_rows != 1)} per device; params {cfg.param_dtype}, "
-                f"compute {cfg.dtype}, remat {'on' if remat else 'off'}")
+                f"compute {cfg.dtype}, remat {'on' if remat else 'off'}, "
+                f"{attention_kind(cfg.attention, T, cfg.attention_block)} attention, LM head {cfg.head_chunk} "
+                f"tokens at a time")
     n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
     return MemoryPlan(model=model_name, mesh=mesh, stage=stage, n_devices=am.size, n_params=n_params,
                       summary=summary, params=params, optimizer=optimizer, gradients=params, reference=reference,
@@ -274,6 +292,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="compute dtype; default: the preset's")
     p.add_argument("--remat", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--attention", choices=ATTENTION, help="training attention; default: the preset's (auto)")
+    p.add_argument("--head-chunk", type=int, help="tokens per LM-head chunk; default: the preset's")
     p.add_argument("--beta", type=float, default=GRPOConfig.beta,
                    help="grpo: KL coefficient; 0 keeps no reference model")
     p.add_argument("--device", default=None, help=f"say whether it fits: {', '.join(HBM_GIB)} or a slice like v4-32")
@@ -286,7 +306,8 @@ def main(args: argparse.Namespace) -> None:
             chip_type(args.device)  # a typo fails before the planning work
         result = plan(args.model, args.mesh, args.stage, batch=args.batch, group=args.group,
                       minibatches=args.minibatches, max_new_tokens=args.max_new_tokens, prompt_len=args.prompt_len,
-                      param_dtype=args.param_dtype, dtype=args.dtype, remat=args.remat, beta=args.beta)
+                      param_dtype=args.param_dtype, dtype=args.dtype, remat=args.remat, beta=args.beta,
+                      attention=args.attention, head_chunk=args.head_chunk)
     except (ValueError, KeyError) as e:  # bad preset, mesh, device or batch split: a message, not a traceback
         raise SystemExit(f"r1jax plan: {e.args[0] if e.args else e}") from None
     print(format_plan(result, args.device))

@@ -5,6 +5,7 @@ Only process 0 writes (on a pod every host runs the same loop)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -23,8 +24,22 @@ def reflection_count(text: str) -> int:
     return len(REFLECTION.findall(text))
 
 
+def _strict(v):
+    """A metric as strict JSON: a NaN or infinite float becomes null (JSON has no NaN)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _strict(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict(x) for x in v]
+    return v
+
+
 class MetricsWriter:
-    """Appends one JSON line per step to `metrics.jsonl` and the same scalars to TensorBoard."""
+    """Appends one JSON line per step to `metrics.jsonl` and the same scalars to TensorBoard.
+
+    The lines are strict JSON: a non-finite value (a NaN loss) is written as null, and
+    TensorBoard gets no point for it."""
 
     def __init__(self, out_dir: str | Path):
         self.active = jax.process_index() == 0
@@ -41,11 +56,11 @@ class MetricsWriter:
     def write(self, step: int, metrics: dict) -> None:
         if not self.active:
             return
-        self._log.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._log.write(json.dumps(_strict({"step": step, **metrics}), allow_nan=False) + "\n")
         self._log.flush()
         if self._tb is not None:
             for k, v in metrics.items():
-                if isinstance(v, (int, float)):
+                if isinstance(v, (int, float)) and math.isfinite(v):
                     self._tb.add_scalar(k, v, step)
 
     def close(self) -> None:
@@ -84,7 +99,7 @@ def plot_metrics(out_dir: str | Path) -> list[Path]:
             series = series + [(k, f"{k.removeprefix('response_length_ops')} operations") for k in by_ops]
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for key, label in series:
-            pts = [(r["step"], r[key]) for r in rows if key in r]
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]  # null: not finite
             if pts:
                 ax.plot(*zip(*pts), label=label)
         ax.set_title(title)
@@ -128,7 +143,8 @@ def write_report(out_dir: str | Path, title: str, summary: dict) -> Path:
     lines = [f"# {title}", "", "| metric | first step | last step |", "|---|---|---|"]
     for key in ("reward/total", "accuracy", "reward/format", "response_length_mean", "reflection_rate", "kl"):
         if rows and key in rows[0]:
-            lines.append(f"| {key} | {rows[0][key]:.3f} | {rows[-1][key]:.3f} |")
+            first, last = (format(r[key], ".3f") if r.get(key) is not None else "n/a" for r in (rows[0], rows[-1]))
+            lines.append(f"| {key} | {first} | {last} |")
     lines += ["", *[f"![{name}]({name})" for name in PLOTS], ""]
     if aha:
         # prefer a rollout that corrects itself ("So 18, not 17.") over one that only re-checks

@@ -17,8 +17,8 @@ from r1jax.model import forward, init_params, lm_head, param_axes
 from r1jax.sharding import logical_spec, replicated, tree_shardings
 
 __all__ = ["TrainState", "learning_rate_schedule", "make_optimizer", "init_state", "state_shardings",
-           "abstract_state", "batch_shardings", "apply_gradients", "lm_train_step", "compile_step",
-           "completion_logprobs", "grpo_train_step", "logit_distill_step", "on_policy_distill_step"]
+           "abstract_state", "batch_shardings", "apply_gradients", "lm_loss", "lm_train_step", "compile_step",
+           "head_logprobs", "completion_logprobs", "grpo_train_step", "logit_distill_step", "on_policy_distill_step"]
 
 
 @flax.struct.dataclass
@@ -110,27 +110,73 @@ def batch_shardings(mesh: Mesh, batch: dict, batch_is_global: bool = False) -> d
 def apply_gradients(state: TrainState, tx: optax.GradientTransformation,
                     loss_fn: Callable[[Any], tuple[jax.Array, dict]]) -> tuple[TrainState, dict]:
     """The one update of every train step: gradients of `loss_fn(params) -> (loss, metrics)`,
-    an optimizer step, and the metrics with the loss and the gradients' global norm added."""
+    an optimizer step, and the metrics with the loss and the gradients' global norm added.
+
+    A step whose loss or gradients (or the parameters or optimizer state it would produce) are
+    not finite is skipped: parameters and optimizer state stay as they were, the step count
+    still advances, and metrics["skipped"] is 1 (else 0). One NaN element would otherwise, once
+    global-norm clipping divides by the NaN norm, make every parameter NaN.
+    """
+    def all_finite(tree):
+        return functools.reduce(jnp.logical_and, [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+                                                  if jnp.issubdtype(x.dtype, jnp.inexact)], jnp.bool_(True))
+
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+    grad_norm = optax.tree.norm(grads)  # non-finite if any gradient element is
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(params) & all_finite(opt_state)
+    params, opt_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), (params, opt_state),
+                                     (state.params, state.opt_state))
+    metrics = {**metrics, "loss": loss, "grad_norm": grad_norm, "skipped": (~ok).astype(jnp.int32)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def lm_loss(model_cfg: ModelConfig, params, batch: dict) -> tuple[jax.Array, dict]:
+    """Next-token prediction: the mean cross-entropy over loss_mask[:, 1:] (every counted token
+    weighs the same, the usual SFT convention), the LM head run `head_logprobs`' chunk at a time.
+    batch: tokens [B, T] int, mask [B, T] (real tokens), loss_mask [B, T] (tokens that are
+    predicted, e.g. response only for SFT); packed batches also carry positions and segment_ids
+    [B, T] (see `r1jax.data.lm_batches(pack=True)`)."""
+    hidden, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
+                        segment_ids=batch.get("segment_ids"), return_hidden=True)
+    logp, _ = head_logprobs(model_cfg, params, hidden[:, :-1], batch["tokens"][:, 1:], with_entropy=False)
+    m = batch["loss_mask"][:, 1:].astype(jnp.float32)
+    return -(logp * m).sum() / jnp.maximum(m.sum(), 1.0), {"tokens": m.sum()}
 
 
 def lm_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig,
                   tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
-    """One next-token-prediction step. batch: tokens [B, T] int, mask [B, T] (real tokens),
-    loss_mask [B, T] (tokens that are predicted, e.g. response only for SFT); packed batches
-    also carry positions and segment_ids [B, T] (see `r1jax.data.lm_batches(pack=True)`)."""
+    """One next-token-prediction step (`lm_loss`)."""
+    return apply_gradients(state, tx, lambda params: lm_loss(model_cfg, params, batch))
 
-    def loss_fn(params):
-        logits, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
-                            segment_ids=batch.get("segment_ids"))
-        loss, n_tokens = losses.next_token_loss(logits, batch["tokens"], batch["loss_mask"])
-        return loss, {"tokens": n_tokens}
 
-    return apply_gradients(state, tx, loss_fn)
+def head_logprobs(model_cfg: ModelConfig, params, hidden: jax.Array, targets: jax.Array, temperature: float = 1.0,
+                  with_entropy: bool = True) -> tuple[jax.Array, jax.Array | None]:
+    """log softmax(lm_head(hidden) / temperature)[targets] [B, N] float32, and the entropy of that
+    distribution at each position (None without `with_entropy`), from hidden states [B, N, D].
+
+    The LM head runs `head_chunk` tokens at a time (`ModelConfig.head_chunk`), each chunk
+    rematerialized in the backward pass, so neither pass ever holds more than [B, head_chunk, V]
+    logits: at R1's 32k-token rollouts and Qwen's 152k vocabulary the whole [B, N, V] would be
+    20 GB a row. Up to one chunk it is the plain computation."""
+    def piece(h, t):
+        logits = lm_head(model_cfg, params, h) / temperature
+        if not with_entropy:
+            return losses.token_logprobs(logits, t), None
+        logp_all = jax.nn.log_softmax(logits)
+        return jnp.take_along_axis(logp_all, t[..., None], axis=-1)[..., 0], -(jnp.exp(logp_all) * logp_all).sum(-1)
+
+    B, N, D = hidden.shape
+    chunk = getattr(model_cfg, "head_chunk", N)
+    if N <= chunk:
+        return piece(hidden, targets)
+    n = -(-N // chunk)
+    pad = n * chunk - N  # padded positions are computed and cut off
+    hs = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(B, n, chunk, D).swapaxes(0, 1)
+    ts = jnp.pad(targets, ((0, 0), (0, pad))).reshape(B, n, chunk).swapaxes(0, 1)
+    _, out = jax.lax.scan(lambda _, xs: (None, jax.checkpoint(piece)(*xs)), None, (hs, ts))
+    return jax.tree.map(lambda a: a.swapaxes(0, 1).reshape(B, n * chunk)[:, :N], out)
 
 
 def completion_logprobs(model_cfg: ModelConfig, params, tokens: jax.Array, mask: jax.Array, n_new: int,
@@ -138,16 +184,12 @@ def completion_logprobs(model_cfg: ModelConfig, params, tokens: jax.Array, mask:
     """log softmax(logits / T) of the last `n_new` tokens of each row, and the entropy there.
 
     tokens, mask: [B, P + N] (left-padded prompt, then completion). Only the N positions that
-    predict completion tokens go through the LM head: the prompt's [B, P, V] logits, most of
-    the vocabulary-sized work for long prompts, are never computed.
+    predict completion tokens go through the LM head (chunked: `head_logprobs`): the prompt's
+    [B, P, V] logits, most of the vocabulary-sized work for long prompts, are never computed.
     """
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
     hidden, _ = forward(model_cfg, params, tokens, positions, mask=mask, return_hidden=True)
-    logits = lm_head(model_cfg, params, hidden[:, -n_new - 1:-1]) / temperature  # [B, N, V]
-    logp_all = jax.nn.log_softmax(logits)
-    logp = jnp.take_along_axis(logp_all, tokens[:, -n_new:, None], axis=-1)[..., 0]
-    entropy = -(jnp.exp(logp_all) * logp_all).sum(-1)
-    return logp, entropy
+    return head_logprobs(model_cfg, params, hidden[:, -n_new - 1:-1], tokens[:, -n_new:], temperature)
 
 
 def grpo_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig, tx: optax.GradientTransformation,

@@ -121,6 +121,10 @@ def test_experiment_docstrings_hold_the_planners_figures(path):
     p = planner.plan(**exp.PLAN)
     assert textwrap.indent(planner.format_plan(p, exp.DEVICE), "    ") in exp.__doc__
     assert planner.fits(p, exp.DEVICE)[0]
+    if hasattr(exp, "PLAN_PAPER"):  # the R1-Zero runs also plan the paper's 32k-token budget
+        paper = planner.plan(**exp.PLAN_PAPER)
+        assert textwrap.indent(planner.format_plan(paper, exp.DEVICE_PAPER), "    ") in exp.__doc__
+        assert planner.fits(paper, exp.DEVICE_PAPER)[0] and exp.PLAN_PAPER["max_new_tokens"] == 32256
     cfg = exp.get_config()  # the run the docstring plans (tests/test_experiments.py runs a step of it)
     assert cfg.trainer.mesh == exp.PLAN["mesh"] and cfg.model.remat == exp.PLAN["remat"]
     assert cfg.model.dtype == exp.PLAN["dtype"]

@@ -1,0 +1,134 @@
+"""Long rollouts: memory and time of a GRPO update, dense attention + whole-vocabulary head
+against blockwise attention + chunked head, and the planner's estimate against XLA's figure.
+
+    python benchmarks/bench_long.py [--lengths 1024,2048,4096,8192] [--repeats 3]
+    python benchmarks/bench_long.py --decode [--budget 4096]
+
+A small Qwen2-shaped model (d 128, 2 layers, 4/2 heads, vocab 8192, remat on, float32) takes
+the gradient of the GRPO loss (`train.completion_logprobs` + `losses.grpo_loss`) on one row of
+T tokens (64 prompt + T - 64 completion). For each T the table prints XLA's compiled temporary
+memory (`compiled.memory_analysis().temp_size_in_bytes`: what the update needs beyond its
+inputs and outputs) for both settings, `plan.activation_bytes` for the blockwise setting (the
+planner's estimate of the same quantity) and its ratio to XLA's, and the time per token of a
+gradient (best of --repeats, compile excluded) with the ratio blockwise / dense.
+
+--decode: the sampler with a long token budget and answers that stop far short of it. A random
+model (d 256, 4 layers, 4/2 heads, vocab 1024, the CPU presets' layer loop) samples 16 rows of
+32 prompt tokens with max_new_tokens --budget; six stop tokens end a row after about 170
+tokens on average, so the batch finishes after several hundred steps. Dense attention reads
+every cache slot at every step; blockwise decoding (`attention.decode_attention`) reads the
+filled blocks only. Both draw the same tokens (checked); tokens/s = generated tokens / time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+
+from r1jax import losses, plan, sampling, train
+from r1jax.config import ModelConfig
+from r1jax.model import init_params
+
+MiB = 1 << 20
+PROMPT = 64
+
+
+def grad_fn(cfg: ModelConfig, T: int):
+    n_new = T - PROMPT
+
+    def loss(p, b):
+        logp, _ = train.completion_logprobs(cfg, p, b["tokens"], b["mask"], n_new)
+        return losses.grpo_loss(logp, b["old_logp"], None, b["advantages"], b["completion_mask"], beta=0.0)[0]
+
+    params = init_params(cfg, jax.random.key(0))
+    batch = {"tokens": jax.random.randint(jax.random.key(1), (1, T), 0, cfg.vocab_size), "mask": jnp.ones((1, T), bool),
+             "completion_mask": jnp.ones((1, n_new)), "old_logp": jnp.full((1, n_new), -8.0),
+             "advantages": jnp.ones((1,))}
+    compiled = jax.jit(jax.grad(loss)).lower(params, batch).compile()
+    return compiled, params, batch
+
+
+def best_time(compiled, params, batch, repeats: int) -> float:
+    jax.block_until_ready(compiled(params, batch))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(params, batch))
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def decode_table(budget: int, repeats: int) -> None:
+    base = ModelConfig(vocab_size=1024, d_model=256, n_layers=4, n_heads=4, n_kv_heads=2, head_dim=64, d_ff=768,
+                       qkv_bias=True, tie_embeddings=True, max_seq_len=budget + 64, scan_layers=False)
+    params = init_params(base, jax.random.key(0))
+    prompts = jax.random.randint(jax.random.key(1), (16, 32), 10, 1024)
+    mask = jnp.ones((16, 32), bool)
+    cfg = sampling.SamplingConfig(temperature=1.0, max_new_tokens=budget, stop_tokens=(1, 2, 3, 4, 5, 6), pad_id=0)
+    print(f"# {cpu_model()}, jax {jax.__version__}; sampler, 16 rows, prompt 32, budget {budget}, d 256, 4 layers")
+    print("| attention | steps | mean length | best s | tokens/s |\n|---|---|---|---|---|")
+    results = {}
+    for name in ("dense", "blockwise"):
+        sampler = sampling.make_sampler(dataclasses.replace(base, attention=name), cfg)
+        out = jax.block_until_ready(sampler(params, prompts, mask, jax.random.key(2)))  # compile
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            out = jax.block_until_ready(sampler(params, prompts, mask, jax.random.key(2)))
+            times.append(time.perf_counter() - t)
+        results[name] = out
+        n = int(out.lengths.sum())
+        print(f"| {name} | {int(out.lengths.max())} | {n / 16:.0f} | {min(times):.2f} | {n / min(times):.0f} |",
+              flush=True)
+    assert (results["dense"].tokens == results["blockwise"].tokens).all()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lengths", default="1024,2048,4096,8192")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--block", type=int, default=512)
+    ap.add_argument("--chunk", type=int, default=1024)
+    ap.add_argument("--decode", action="store_true", help="the sampler table instead")
+    ap.add_argument("--budget", type=int, default=4096)
+    args = ap.parse_args()
+    if args.decode:
+        return decode_table(args.budget, args.repeats)
+    base = ModelConfig(vocab_size=8192, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, d_ff=384,
+                       qkv_bias=True, tie_embeddings=True, max_seq_len=16384, remat=True, scan_layers=True)
+    dense = dataclasses.replace(base, attention="dense", head_chunk=1 << 30)
+    long = dataclasses.replace(base, attention="blockwise", attention_block=args.block, head_chunk=args.chunk)
+    print(f"# {cpu_model()}, jax {jax.__version__}; GRPO gradient, 1 row, d 128, 2 layers, vocab 8192, remat, "
+          f"block {args.block}, head chunk {args.chunk}")
+    print("| T | dense temp MiB | blockwise temp MiB | planner MiB | planner / XLA | dense ms/token | "
+          "blockwise ms/token | blockwise / dense time |")
+    print("|---|---|---|---|---|---|---|---|")
+    for T in map(int, args.lengths.split(",")):
+        row = {}
+        for name, cfg in (("dense", dense), ("blockwise", long)):
+            compiled, params, batch = grad_fn(cfg, T)
+            row[name] = (compiled.memory_analysis().temp_size_in_bytes, best_time(compiled, params, batch,
+                                                                                  args.repeats) / T * 1e3)
+            del compiled
+        est = plan.activation_bytes(long, "grpo", 1, PROMPT, T - PROMPT, 0.0)
+        (dm, dt), (bm, bt) = row["dense"], row["blockwise"]
+        print(f"| {T} | {dm / MiB:.0f} | {bm / MiB:.0f} | {est / MiB:.0f} | {est / bm:.2f} | {dt:.3f} | {bt:.3f} | "
+              f"{bt / dt:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

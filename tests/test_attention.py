@@ -1,0 +1,206 @@
+"""Long sequences: blockwise attention against the dense [T, T] reference, and the chunked LM
+head against the whole-vocabulary computation, values and gradients, with the memory each
+compiles to (XLA's own buffer assignment, not a timing)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from r1jax import losses, train
+from r1jax.attention import attention_kind
+from r1jax.config import ModelConfig
+from r1jax.model import forward, init_cache, init_params
+
+B, T = 3, 70
+
+
+def _cfg(tiny_cfg, **kw) -> ModelConfig:
+    return dataclasses.replace(tiny_cfg, attention="dense", **kw)  # tiny: 4 query heads on 2 KV heads (GQA)
+
+
+def _batch():
+    tokens = jax.random.randint(jax.random.key(1), (B, T), 0, 512)
+    mask = jnp.ones((B, T), bool).at[0, :9].set(False).at[1, :33].set(False)  # left padding, one row past a block
+    positions = jnp.maximum(jnp.cumsum(mask, 1) - 1, 0)
+    segments = jnp.repeat(jnp.array([[1] * 30 + [2] * 25 + [3] * 15]), B, 0)  # packed documents
+    packed_positions = jnp.concatenate([jnp.arange(30), jnp.arange(25), jnp.arange(15)])[None].repeat(B, 0)
+    return tokens, mask, positions, segments, packed_positions
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("layout", ["left-padded", "packed"])
+@pytest.mark.parametrize("scan", [True, False])
+def test_blockwise_attention_equals_dense(tiny_cfg, dtype, layout, scan):
+    """Logits and parameter gradients of a whole forward, with blocks of 16 (70 tokens: five
+    blocks, the last one partial), against the dense path's. float32: equal within 2e-5 of the
+    largest value. bfloat16 rounds the probabilities at another point (before normalising), so
+    both are compared with the float32 computation: blockwise's relative error (L2) is at most
+    twice dense's (a wrong mask or a lost block is an error of order 1)."""
+    dense = _cfg(tiny_cfg, dtype=dtype, scan_layers=scan)
+    block = dataclasses.replace(dense, attention="blockwise", attention_block=16)
+    exact = dataclasses.replace(dense, dtype="float32")
+    params = init_params(dense, jax.random.key(0), std=0.2)
+    tokens, mask, positions, segments, packed_positions = _batch()
+    if layout == "packed":
+        kw, pos, real = dict(segment_ids=segments), packed_positions, jnp.ones((B, T), bool)
+    else:
+        kw, pos, real = dict(mask=mask), positions, mask
+
+    def out(cfg, p):
+        return jnp.where(real[..., None], forward(cfg, p, tokens, pos, **kw)[0], 0.0)
+
+    def grads(cfg):
+        grad = jax.grad(lambda p: (out(cfg, p) ** 2).mean())(params)
+        return [np.asarray(g, np.float32) for g in jax.tree.leaves(grad)]
+
+    pairs = [(np.asarray(out(dense, params)), np.asarray(out(block, params)), np.asarray(out(exact, params)))]
+    pairs += list(zip(grads(dense), grads(block), grads(exact)))
+    for d, b, e in pairs:
+        scale = np.abs(e).max() + 1e-12
+        if dtype == "float32":
+            assert np.abs(d - b).max() <= 2e-5 * scale
+        else:
+            err_b, err_d = (np.linalg.norm(x - e) / np.linalg.norm(e) for x in (b, d))
+            assert err_b <= 2 * err_d + 1e-3, (err_b, err_d)
+
+
+def test_auto_is_dense_within_one_block_and_blockwise_beyond(tiny_cfg):
+    assert attention_kind("auto", 512, 512) == "dense" and attention_kind("auto", 513, 512) == "blockwise"
+    assert attention_kind("dense", 10_000, 512) == "dense" and attention_kind("blockwise", 8, 512) == "blockwise"
+    with pytest.raises(ValueError, match="ModelConfig.attention must be one of auto, dense, blockwise, got 'flash'"):
+        dataclasses.replace(tiny_cfg, attention="flash")
+
+
+def test_a_prefill_into_a_cache_runs_the_dense_path_either_way(tiny_cfg):
+    """Blockwise attention is for cache-less (training) forwards: a prefill into a cache is the
+    same computation with either setting, bit for bit; the decode step after it reads the cache
+    blockwise (the sampler tests below) and agrees within float32 rounding."""
+    dense = _cfg(tiny_cfg)
+    block = dataclasses.replace(dense, attention="blockwise", attention_block=16)
+    params = init_params(dense, jax.random.key(0), std=0.2)
+    tokens, mask, positions, _, _ = _batch()
+    prefills = [forward(c, params, tokens, positions, init_cache(c, B, T + 2), mask=mask) for c in (dense, block)]
+    np.testing.assert_array_equal(np.asarray(prefills[0][0]), np.asarray(prefills[1][0]))
+    steps = [forward(c, params, tokens[:, :1], positions[:, -1:] + 1, cache)[0]
+             for c, (_, cache) in zip((dense, block), prefills)]
+    np.testing.assert_allclose(np.asarray(steps[0]), np.asarray(steps[1]), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [7, 16, 49])
+def test_chunked_head_logprobs_equal_the_whole_vocabulary(tiny_cfg, chunk):
+    """GRPO's log-probs and entropy (temperature 0.7) and their gradients with the LM head run
+    `chunk` tokens at a time (49 of 50: one full chunk and a one-token remainder) equal a
+    log-softmax over the whole [B, N, V] logits within 1e-5 (float32)."""
+    cfg = _cfg(tiny_cfg, head_chunk=1024)
+    params = init_params(cfg, jax.random.key(0), std=0.3)
+    tokens, mask, _, _, _ = _batch()
+    n_new = 50
+
+    def reference(p):
+        positions = jnp.maximum(jnp.cumsum(mask, 1) - 1, 0)
+        logits = forward(cfg, p, tokens, positions, mask=mask)[0][:, -n_new - 1:-1] / 0.7
+        logp_all = jax.nn.log_softmax(logits)
+        return (jnp.take_along_axis(logp_all, tokens[:, -n_new:, None], -1)[..., 0],
+                -(jnp.exp(logp_all) * logp_all).sum(-1))
+
+    chunked = dataclasses.replace(cfg, head_chunk=chunk)
+    def ours(p):
+        return train.completion_logprobs(chunked, p, tokens, mask, n_new, 0.7)
+
+    for a, b in zip(ours(params), reference(params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=0)
+    weights = jnp.linspace(-1, 1, n_new)
+    ga, gb = (jax.grad(lambda p, f=f: (f(p)[0] * weights).sum())(params) for f in (ours, reference))
+    for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5 * float(jnp.abs(y).max()), rtol=0)
+
+
+def test_chunked_sft_loss_equals_the_whole_vocabulary_loss(tiny_cfg):
+    """The SFT / pretraining loss (`train.lm_loss`) with a chunked head: the loss and its gradient
+    equal next_token_loss over the whole [B, T, V] logits."""
+    cfg = _cfg(tiny_cfg)
+    tokens, mask, positions, _, _ = _batch()
+    batch = {"tokens": tokens, "mask": mask, "positions": positions,
+             "loss_mask": mask.at[:, :40].set(False).astype(jnp.float32)}
+    params = init_params(cfg, jax.random.key(0), std=0.3)
+
+    def whole(p):
+        logits = forward(cfg, p, tokens, positions, mask=mask)[0]
+        return losses.next_token_loss(logits, tokens, batch["loss_mask"])[0]
+
+    (loss, _), grads = jax.value_and_grad(train.lm_loss, argnums=1, has_aux=True)(
+        dataclasses.replace(cfg, head_chunk=9), params, batch)
+    want, want_grads = jax.value_and_grad(whole)(params)
+    np.testing.assert_allclose(float(loss), float(want), rtol=1e-6)
+    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5 * float(jnp.abs(w).max()), rtol=0)
+
+
+def _grpo_temp_bytes(cfg: ModelConfig, T: int, n_new: int) -> int:
+    """XLA's temporary memory for the gradient of the GRPO loss on 1 row of T tokens."""
+    S = jax.ShapeDtypeStruct
+    params = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
+    batch = {"tokens": S((1, T), jnp.int32), "mask": S((1, T), bool), "completion_mask": S((1, n_new), jnp.float32),
+             "old_logp": S((1, n_new), jnp.float32), "advantages": S((1,), jnp.float32)}
+
+    def loss(p, b):
+        logp, _ = train.completion_logprobs(cfg, p, b["tokens"], b["mask"], n_new)
+        return losses.grpo_loss(logp, b["old_logp"], None, b["advantages"], b["completion_mask"], beta=0.0)[0]
+
+    return jax.jit(jax.grad(loss)).lower(params, batch).compile().memory_analysis().temp_size_in_bytes
+
+
+def test_blockwise_and_chunked_memory_grows_linearly_with_length(tiny_cfg):
+    """From 512 to 2048 tokens (4x), the compiled temporary memory of a GRPO gradient grows about
+    4x with blockwise attention and a chunked head, and about 16x (the [T, T] scores) dense."""
+    dense = _cfg(tiny_cfg, head_chunk=1 << 20, max_seq_len=4096)
+    long = dataclasses.replace(dense, attention="blockwise", attention_block=128, head_chunk=128)
+    d = [_grpo_temp_bytes(dense, T, T - 64) for T in (512, 2048)]
+    b = [_grpo_temp_bytes(long, T, T - 64) for T in (512, 2048)]
+    assert b[1] / b[0] < 5.0, b
+    assert d[1] / d[0] > 9.0, d
+    assert b[1] < d[1] / 4, (b, d)
+
+
+@pytest.mark.parametrize("scan", [True, False])
+def test_decoding_reads_only_the_filled_cache_and_samples_the_same(tiny_cfg, scan):
+    """With blockwise attention a decode step reads the cache 64 slots at a time and skips the
+    blocks past what is filled (a 21 + 300 = 321-slot cache: the last block overlaps the one
+    before it). The sampler draws the same tokens as with dense attention over the whole
+    cache, with log-probs within 2e-5."""
+    from r1jax.sampling import SamplingConfig, make_sampler
+    cfg = _cfg(tiny_cfg, scan_layers=scan)
+    params = init_params(cfg, jax.random.key(0), std=0.3)
+    prompts = jax.random.randint(jax.random.key(1), (4, 21), 3, 512)
+    mask = jnp.ones((4, 21), bool).at[0, :5].set(False)
+    sc = SamplingConfig(temperature=1.0, max_new_tokens=300, stop_tokens=(), pad_id=0)
+    dense, block = (make_sampler(dataclasses.replace(cfg, attention=a, attention_block=64), sc)(
+        params, prompts, mask, jax.random.key(2)) for a in ("dense", "blockwise"))
+    np.testing.assert_array_equal(np.asarray(dense.tokens), np.asarray(block.tokens))
+    np.testing.assert_allclose(np.asarray(dense.logprobs), np.asarray(block.logprobs), atol=2e-5, rtol=0)
+
+
+def test_decode_attention_skips_the_empty_blocks(tiny_cfg):
+    """The cache's empty slots are never read: filled with NaN they leave the step's output
+    unchanged (a read of any of them would spread NaN through the softmax)."""
+    from r1jax.attention import decode_attention
+    B, K, G, H, S = 2, 2, 2, 16, 100
+    keys = jax.random.split(jax.random.key(0), 4)
+    q = jax.random.normal(keys[0], (B, 1, K * G, H))
+    k = jax.random.normal(keys[1], (B, K, H, S))
+    v = jax.random.normal(keys[2], (B, K, S, H))
+    filled = 37
+    allowed = (jnp.arange(S) < filled)[None, None].repeat(B, 0)
+    out = decode_attention(q, k, v, allowed, jnp.int32(filled), None, block=16, dtype=jnp.float32)
+    poisoned = decode_attention(q, k.at[..., 48:].set(jnp.nan), v.at[:, :, 48:].set(jnp.nan), allowed,
+                                jnp.int32(filled), None, block=16, dtype=jnp.float32)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(poisoned))
+    # against a softmax over the filled slots written out in numpy
+    qn, kn, vn = (np.asarray(x, np.float64) for x in (q, k, v))
+    s = np.einsum("bkgh,bkhs->bkgs", qn.reshape(B, K, G, H), kn[..., :filled]) / np.sqrt(H)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    want = np.einsum("bkgs,bksh->bkgh", p / p.sum(-1, keepdims=True), vn[:, :, :filled])
+    np.testing.assert_allclose(np.asarray(out).reshape(B, K, G, H), want, atol=1e-5)
