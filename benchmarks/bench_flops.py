@@ -123,17 +123,31 @@ def dot_flops(key) -> float:
     return 2.0 * np.prod(a) * np.prod([d for i, d in enumerate(b) if i not in rhs_contract + rhs_batch])
 
 
-def dots_alone_seconds(dots: collections.Counter, repeats: int) -> float:
+def dots_alone_seconds(dots: collections.Counter, repeats: int, substituted: list | None = None) -> float:
     """The step's matmuls timed one at a time (each its own jitted dot_general on random inputs of
     the same shapes and dtypes, median of `repeats`), summed with their counts: the time the step
-    would take if nothing but its matmuls ran, each at the speed XLA gives it alone."""
+    would take if nothing but its matmuls ran, each at the speed XLA gives it alone.
+
+    XLA's CPU runtime cannot run some of them alone: a bfloat16 x bfloat16 batched matmul with a
+    float32 result (attention's scores) is rejected op by op ("Unsupported element type for
+    DotThunk::Execute: BF16 x BF16 = F32") and runs only inside the step's fusions. Those are
+    timed with a result in the operands' dtype, the same multiply-adds (XLA accumulates a
+    bfloat16 dot in float32 either way), and their keys are appended to `substituted`."""
     total = 0.0
     for i, (key, n) in enumerate(dots.items()):
         a, b, da, db, dims, out = key
         x = jax.random.normal(jax.random.key(2 * i), a, jnp.float32).astype(da)
         y = jax.random.normal(jax.random.key(2 * i + 1), b, jnp.float32).astype(db)
         mm = jax.jit(functools.partial(jax.lax.dot_general, dimension_numbers=dims, preferred_element_type=out))
-        jax.block_until_ready(mm(x, y))
+        try:
+            jax.block_until_ready(mm(x, y))
+        except jax.errors.JaxRuntimeError as e:
+            if "UNIMPLEMENTED" not in str(e) or da != db or jnp.dtype(da).itemsize >= jnp.dtype(out).itemsize:
+                raise
+            mm = jax.jit(functools.partial(jax.lax.dot_general, dimension_numbers=dims, preferred_element_type=da))
+            jax.block_until_ready(mm(x, y))
+            if substituted is not None:
+                substituted.append(key)
         total += n * median_time(lambda: jax.block_until_ready(mm(x, y)), repeats)
     return total
 

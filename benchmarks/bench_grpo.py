@@ -22,9 +22,11 @@ alone (its reward and advantages are a separate ~1 ms), TRL's and tunix's includ
 and advantage code, which they run in the same call; TRL's update is its step minus that.
 Each column is its own median, so they need not add up. For r1jax it also prints the update's
 matmuls timed alone and summed (`bench_flops.step_dots`): the update's floor with XLA's
-matmuls. `--dtype bfloat16` runs every system in bfloat16 mixed precision with float32 weights
-(r1jax `ModelConfig.dtype`, TRL `bf16=True`, which is TRL's default, through torch autocast;
-tunix's model `dtype`); the default is float32 throughout. `--threads N` sets every system to N
+matmuls (in bfloat16, the batched ones with a float32 result, which XLA's CPU runtime cannot run
+alone, are timed with a bfloat16 result: `bench_flops.dots_alone_seconds`). `--dtype bfloat16`
+runs every system in bfloat16 mixed precision with float32 weights (r1jax `ModelConfig.dtype`,
+TRL `bf16=True`, which is TRL's default, through torch autocast; tunix's model `dtype`); the
+default is float32 throughout. `--threads N` sets every system to N
 CPU threads (OMP/MKL and torch; 1 also makes XLA's CPU backend single-threaded); the default 0
 leaves each library's own. On a machine shared with other work, torch's default of one thread
 per core can stall badly (its OpenMP threads wait on each other): compare with `--threads 1`.
@@ -102,7 +104,7 @@ def run_r1jax(args) -> dict:
     cfg = override(cfg, scan_layers=False, dtype=args.dtype)  # scan_layers: r1jax's CPU setting
     grpo = train.GRPOConfig(beta=0.0)  # paper defaults otherwise: eps 0.2, k3 (unused), seq-mean-token-mean
     tx = train.make_optimizer(train.OptimConfig(learning_rate=LR, warmup_steps=0, schedule="constant",
-                                                weight_decay=0.0, total_steps=1000))
+                                                weight_decay=0.0), total_steps=1000)
     mesh = sharding.make_mesh(MeshConfig(data=jax.device_count()))
     state_sh = train.state_shardings(mesh, cfg, tx)
     state = jax.jit(lambda p: train.init_state(cfg, tx, None, params=p), out_shardings=state_sh)(params)
@@ -141,7 +143,10 @@ def run_r1jax(args) -> dict:
     with jax.set_mesh(mesh):
         dots = bench_flops.step_dots(step, state, batch)
     out = summarize(times, extra=f"jax {jax.__version__}, {jax.device_count()} {jax.devices()[0].platform} device")
-    return {**out, "update_matmuls_alone": bench_flops.dots_alone_seconds(dots, 11)}
+    substituted: list = []
+    alone = bench_flops.dots_alone_seconds(dots, 11, substituted)
+    return {**out, "update_matmuls_alone": alone, "matmuls": sum(dots.values()),
+            "matmuls_substituted": sum(dots[k] for k in substituted)}
 
 
 # ------------------------------------------------------------------------------------------- TRL
@@ -390,6 +395,10 @@ def main():
         print(f"\nr1jax's update, its matmuls alone (each timed alone at its shapes, summed): "
               f"{base['update_matmuls_alone']:.3f} s, "
               f"{base['update_matmuls_alone'] / base['update']:.0%} of its update")
+        if base.get("matmuls_substituted"):
+            print(f"({base['matmuls_substituted']} of its {base['matmuls']} matmuls, bfloat16 x bfloat16 batched ones "
+                  "with a float32 result, which XLA's CPU runtime runs only inside a fusion, timed with a bfloat16 "
+                  "result: bench_flops.dots_alone_seconds)")
     if isinstance(base, dict) and isinstance(results.get("trl"), dict):
         print(f"\ntarget r1jax <= 0.5 x TRL: r1jax / TRL = {base['total'] / results['trl']['total']:.2f}")
 

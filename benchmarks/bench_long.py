@@ -3,6 +3,7 @@ against blockwise attention + chunked head, and the planner's estimate against X
 
     python benchmarks/bench_long.py [--lengths 1024,2048,4096,8192] [--repeats 3]
     python benchmarks/bench_long.py --decode [--budget 4096]
+    python benchmarks/bench_long.py --pack [--budget 1024]
 
 A small Qwen2-shaped model (d 128, 2 layers, 4/2 heads, vocab 8192, remat on, float32) takes
 the gradient of the GRPO loss (`train.completion_logprobs` + `losses.grpo_loss`) on one row of
@@ -18,6 +19,13 @@ model (d 256, 4 layers, 4/2 heads, vocab 1024, the CPU presets' layer loop) samp
 tokens on average, so the batch finishes after several hundred steps. Dense attention reads
 every cache slot at every step; blockwise decoding (`attention.decode_attention`) reads the
 filled blocks only. Both draw the same tokens (checked); tokens/s = generated tokens / time.
+
+--pack: one RL step's updates (64 rollouts, 4 mini-batches) on a long-tailed length
+distribution like an R1-Zero batch (completion lengths exponential with mean a third of the
+budget, cut at the budget; prompts 16-64 tokens), d 128, 2 layers, vocab 8192. Padded: today's
+default, mini-batches of similar length (`length_grouped`), each cut to its longest rollout;
+packed: random mini-batches packed into rows (`grpo.pack`). Tokens/s counts real tokens
+(prompts + completions) over the updates' time (compiles excluded: each shape runs once first).
 """
 
 from __future__ import annotations
@@ -97,6 +105,70 @@ def decode_table(budget: int, repeats: int) -> None:
     assert (results["dense"].tokens == results["blockwise"].tokens).all()
 
 
+def pack_table(budget: int, repeats: int) -> None:
+    import functools
+
+    import numpy as np
+
+    from r1jax import data
+    from r1jax.config import GRPOConfig
+    from r1jax.stages.grpo import round_up
+    cfg = ModelConfig(vocab_size=8192, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, d_ff=384,
+                      qkv_bias=True, tie_embeddings=True, max_seq_len=budget + 64, scan_layers=True)
+    rng = np.random.default_rng(0)
+    B, M, P = 64, 4, 64
+    lengths = np.minimum(rng.exponential(budget / 3, B).astype(int) + 1, budget)
+    prompt_lens = rng.integers(16, P + 1, B)
+    prompts = [rng.integers(10, 8192, n).tolist() for n in prompt_lens]
+    completions = [rng.integers(10, 8192, n).tolist() for n in lengths]
+    tx = train.make_optimizer(train.OptimConfig())
+    state = train.init_state(cfg, tx, jax.random.key(0))
+    step = jax.jit(functools.partial(train.grpo_train_step, model_cfg=cfg, tx=tx, cfg=GRPOConfig(beta=0.0),
+                                     max_len=budget))
+
+    def common(mb, n):
+        return {"completion_mask": (np.arange(n)[None] < lengths[mb, None]).astype(np.float32),
+                "old_logp": np.full((len(mb), n), -9.0, np.float32), "ref_logp": np.zeros((len(mb), n), np.float32),
+                "advantages": rng.normal(size=len(mb)).astype(np.float32)}
+
+    def padded(mb):
+        n = round_up(int(lengths[mb].max()), budget)
+        tokens, mask = np.zeros((len(mb), P + n), np.int32), np.zeros((len(mb), P + n), bool)
+        for r, i in enumerate(mb):
+            tokens[r, P - prompt_lens[i]:P], mask[r, P - prompt_lens[i]:P] = prompts[i], True
+            tokens[r, P:P + lengths[i]], mask[r, P:P + lengths[i]] = completions[i], True
+        return {"tokens": tokens, "mask": mask, **common(mb, n)}
+
+    def packed(mb):
+        n = round_up(int(lengths[mb].max()), budget)
+        rows = data.pack_rollouts([prompts[i] for i in mb], [completions[i] for i in mb],
+                                  width=P + round_up(int(lengths.max()), budget))
+        return {**rows, **common(mb, n)}
+
+    grouped = np.array_split(np.argsort(lengths, kind="stable"), M)
+    shuffled = np.array_split(rng.permutation(B), M)
+    real = int(lengths.sum() + prompt_lens.sum())
+    print(f"# {cpu_model()}, jax {jax.__version__}; one RL step's updates: {B} rollouts, {M} mini-batches, "
+          f"budget {budget}, mean completion {lengths.mean():.0f}, max {lengths.max()}; d 128, 2 layers, vocab 8192")
+    print("| update | tokens through the model | best s | real tokens/s |\n|---|---|---|---|")
+    result = {}
+    for name, batches in (("padded, length-grouped", [padded(mb) for mb in grouped]),
+                          ("packed, random mini-batches", [packed(mb) for mb in shuffled])):
+        for b in batches:
+            jax.block_until_ready(step(state, b))  # compile each shape
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for b in batches:
+                jax.block_until_ready(step(state, b))
+            times.append(time.perf_counter() - t)
+        result[name] = real / min(times)
+        through = sum(b["tokens"].size for b in batches)
+        print(f"| {name} | {through} | {min(times):.2f} | {result[name]:.0f} |", flush=True)
+    ratio = result["packed, random mini-batches"] / result["padded, length-grouped"]
+    print(f"\npacked / padded tokens per second: {ratio:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lengths", default="1024,2048,4096,8192")
@@ -104,10 +176,13 @@ def main():
     ap.add_argument("--block", type=int, default=512)
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--decode", action="store_true", help="the sampler table instead")
-    ap.add_argument("--budget", type=int, default=4096)
+    ap.add_argument("--pack", action="store_true", help="the packed-update table instead")
+    ap.add_argument("--budget", type=int, help="max new tokens (default 4096 with --decode, 1024 with --pack)")
     args = ap.parse_args()
     if args.decode:
-        return decode_table(args.budget, args.repeats)
+        return decode_table(args.budget or 4096, args.repeats)
+    if args.pack:
+        return pack_table(args.budget or 1024, args.repeats)
     base = ModelConfig(vocab_size=8192, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, d_ff=384,
                        qkv_bias=True, tie_embeddings=True, max_seq_len=16384, remat=True, scan_layers=True)
     dense = dataclasses.replace(base, attention="dense", head_chunk=1 << 30)

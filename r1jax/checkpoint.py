@@ -34,7 +34,8 @@ from r1jax.model import param_axes, param_shapes
 from r1jax.sharding import tree_shardings
 from r1jax.train import TrainState
 
-__all__ = ["Checkpointer", "Restored", "ConfigMismatchError", "restore_params", "read_run_config", "abstract_params",
+__all__ = ["Checkpointer", "Restored", "ConfigMismatchError", "UnreadableCheckpointError", "restore_params",
+           "read_run_config", "abstract_params",
            "config_json"]
 
 
@@ -339,10 +340,27 @@ def latest_step(directory: str | Path) -> int:
         return step
 
 
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint that another stage loads (`read_run_config`, `restore_params`) cannot be read.
+    Unlike a run's own directory (`Checkpointer.restore_intact`), there is no falling back to an
+    older step: which step a later stage builds on is not for the loader to change."""
+
+
+def _unreadable(directory: str | Path, step: int, path: str, what: str, error: Exception) -> UnreadableCheckpointError:
+    step_dir = Path(directory).absolute() / str(step)
+    return UnreadableCheckpointError(
+        f"{step_dir / path}: {what} cannot be read ({_first_line(error)}); step {step} is damaged: restore it "
+        f"from a copy, or move {step_dir} aside to load the step before it")
+
+
 def read_run_config(directory: str | Path, step: int | None = None) -> Any:
-    """The run config stored with a checkpoint (JSON values), e.g. to rebuild its ModelConfig."""
+    """The run config stored with a checkpoint (JSON values), e.g. to rebuild its ModelConfig.
+    UnreadableCheckpointError names the file when it is damaged."""
     with _read_only(directory, step) as (mngr, step):
-        return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]["config"]
+        try:
+            return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]["config"]
+        except Exception as e:  # orbax / json errors of a damaged step, without the file's name
+            raise _unreadable(directory, step, "meta/metadata", "the checkpoint's run config", e) from e
 
 
 def restore_params(directory: str | Path, model_cfg: ModelConfig, mesh: Mesh | None = None,
@@ -351,5 +369,12 @@ def restore_params(directory: str | Path, model_cfg: ModelConfig, mesh: Mesh | N
     (ShapeDtypeStructs, with shardings) replaces the model's tree, e.g. a reward model's."""
     with _read_only(directory, step) as (mngr, step):
         target = abstract_params(model_cfg, mesh) if target is None else target
-        _check_shapes(mngr.item_metadata(step)["params"], target, "params", Path(directory).absolute(), step)
-        return mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))["params"]
+        try:
+            saved = mngr.item_metadata(step)["params"]
+        except Exception as e:
+            raise _unreadable(directory, step, "params", "the parameters' metadata", e) from e
+        _check_shapes(saved, target, "params", Path(directory).absolute(), step)
+        try:
+            return mngr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))["params"]
+        except Exception as e:
+            raise _unreadable(directory, step, "params", "the parameters", e) from e

@@ -5,6 +5,10 @@ have the same dotted name: `--out-dir` -> out_dir, `--grpo.beta` -> grpo.beta,
 `--optim.learning-rate` -> optim.learning_rate (dashes or underscores). `--config FILE` starts
 from an experiment file's `get_config()`; flags given beside it override its fields;
 `--print-config` prints the resolved config as JSON and exits.
+
+An error in what was asked (a bad flag value, a missing or damaged file, a directory that is
+not one) ends the command with one line, `r1jax <command>: <what is wrong>`, on stderr and exit
+status 2 (a run stopped by non-finite losses: 1); `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -77,30 +81,46 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
             parser.add_argument(*names, dest=path, type=kind, default=argparse.SUPPRESS, help=help_text)
 
 
+class UsageError(ValueError):
+    """An error in what was asked for: `main` prints it as one line (see the module docstring)."""
+
+
 def load_experiment(path: str, cls):
     """The config that an experiment file's `get_config()` returns; it must be a `cls`."""
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     if spec is None or not Path(path).is_file():
-        raise SystemExit(f"--config {path}: no such Python file")
+        raise UsageError(f"--config {path}: no such Python file")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise UsageError(f"--config {path}, line {e.lineno}: {e.msg}") from e
     if not hasattr(module, "get_config"):
-        raise SystemExit(f"--config {path}: the file defines no get_config()")
-    cfg = module.get_config()
+        raise UsageError(f"--config {path}: the file defines no get_config()")
+    try:
+        cfg = module.get_config()
+    except (ValueError, TypeError) as e:  # a field the file sets is not valid
+        raise UsageError(f"--config {path}: get_config(): {e}") from e
     if not isinstance(cfg, cls):
-        raise SystemExit(f"--config {path}: get_config() returned a {type(cfg).__name__}, this command takes a "
+        raise UsageError(f"--config {path}: get_config() returned a {type(cfg).__name__}, this command takes a "
                          f"{cls.__name__}")
     return cfg
 
 
 def config_from_args(cls, args: argparse.Namespace):
-    """The config of a parsed command line: the experiment file's (or the defaults), then the flags."""
+    """The config of a parsed command line: the experiment file's (or the defaults), then the flags.
+    Every field is validated here (the config classes' __post_init__), before any work: an
+    invalid one is a UsageError naming it and what is valid."""
     base = load_experiment(args.config, cls) if args.config else cls()
     changes = {path: getattr(args, path) for path in flat_fields(cls) if hasattr(args, path)}
     try:
-        return override_paths(base, changes)
+        cfg = override_paths(base, changes)
     except (ValueError, TypeError) as e:
-        raise SystemExit(f"r1jax: {e}") from None
+        raise UsageError(str(e)) from e
+    out_dir = getattr(cfg, "out_dir", None)
+    if out_dir and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UsageError(f"--out-dir {out_dir}: is a file, not a directory; name a new or existing directory")
+    return cfg
 
 
 def _convert(args) -> None:
@@ -119,7 +139,7 @@ def _convert(args) -> None:
     else:
         saved = checkpoint.read_run_config(args.src)
         if "model" not in saved:
-            raise SystemExit(f"{args.src}: the saved run config has no 'model' entry")
+            raise UsageError(f"{args.src}: the saved run config has no 'model' entry")
         cfg = from_dict(ModelConfig, saved["model"])
         params = checkpoint.restore_params(args.src, cfg)
         hf.save_hf(args.dst, cfg, params)
@@ -159,23 +179,69 @@ def _print_result(command: str, module, cfg, result) -> None:
         print(json.dumps(result, indent=2))
 
 
+DEBUG_HELP = "on an error, show its Python traceback instead of one line"
+
+
+def _user_error(e: BaseException) -> int | None:
+    """The exit status for an error that is about what was asked (2), or a run stopped on
+    purpose (1); None for anything else (a bug: its traceback is the useful report).
+
+    ValueError (invalid fields, ConfigMismatchError, unreadable checkpoints and data files),
+    KeyError (unknown names: presets, tasks, benchmarks), OSError (missing files, a file where a
+    directory should be, permissions, a full disk) and runtime.NonFiniteError."""
+    runtime = sys.modules.get("r1jax.runtime")
+    if runtime is not None and isinstance(e, runtime.NonFiniteError):
+        return 1
+    return 2 if isinstance(e, (ValueError, KeyError, OSError)) else None
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        return e.args[0]  # str(KeyError) quotes its message
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Run one command. An error about what was asked is one line on stderr and exit status 2
+    (`_user_error`), unless --debug is given."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), "r1jax")
+    try:
+        _main(argv)
+    except Exception as e:
+        status = _user_error(e)
+        if status is None or "--debug" in argv:
+            raise
+        print(f"r1jax {command}: {_message(e)}\n(--debug shows the traceback)", file=sys.stderr)
+        raise SystemExit(status) from None
+
+
+def _main(argv: list[str]) -> None:
     import importlib
 
     from r1jax import plan
 
     parser = argparse.ArgumentParser(prog="r1jax", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
+    subparsers = []
     for name, (module, cls, _, help_text) in STAGES.items():
         p = sub.add_parser(name, aliases=ALIASES.get(name, []), help=help_text, allow_abbrev=False)
         add_config_flags(p, getattr(importlib.import_module(module), cls))
-    plan.add_parser(sub)
+        subparsers.append(p)
+    subparsers.append(plan.add_parser(sub))
     c = sub.add_parser("convert", help="Hugging Face safetensors <-> r1jax orbax checkpoint", allow_abbrev=False)
     c.add_argument("direction", choices=["hf-to-ckpt", "ckpt-to-hf"])
     c.add_argument("src", type=Path)
     c.add_argument("dst", type=Path)
     c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="parameter dtype for hf-to-ckpt (default: the checkpoint's)")
+    subparsers.append(c)
+    for p in subparsers:  # --debug before or after the command; no prefix matching (--step is not --steps)
+        p.allow_abbrev = False
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
 
     args, unknown = parser.parse_known_args(argv)
     command = next((n for n, a in ALIASES.items() if args.command in a), args.command)
@@ -184,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:  # name the valid flags, the closest first
         module_name, cls_name, _, _ = STAGES[command]
         cls = getattr(importlib.import_module(module_name), cls_name)
-        valid = ["--config", "--print-config", *("--" + p.replace("_", "-") for p in flat_fields(cls))]
+        valid = ["--config", "--print-config", "--debug", *("--" + p.replace("_", "-") for p in flat_fields(cls))]
         close = difflib.get_close_matches(unknown[0].split("=")[0], valid, n=3)
         parser.exit(2, f"r1jax {args.command}: unknown argument(s) {' '.join(unknown)}"
                        + (f"; did you mean {' or '.join(close)}?" if close else "")

@@ -280,6 +280,7 @@ class GRPOConfig:
     truncation: str = "keep"  # outputs cut at max_new_tokens: 'keep', 'mask' (no gradient) or 'penalty'
     overlong_buffer: int = 8  # 'penalty': the reward falls linearly to -1 over the last this many tokens
     length_grouped: bool = True  # mini-batches of rollouts of similar length, each cut to its longest
+    pack: bool = False  # pack rollouts into rows (no padding through the model); mini-batches random
     ref_refresh: int = 400  # replace the reference by the policy every this many steps (the paper's 400)
     # pi_old in the ratio: 'sampler' (the log-probs the sampler drew with), 'recompute' (one more
     # forward with the training step's numerics, as TRL does) or 'auto': recompute unless the

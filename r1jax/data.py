@@ -8,7 +8,7 @@ import grain
 import jax
 import numpy as np
 
-__all__ = ["lm_batches", "count_rows"]
+__all__ = ["lm_batches", "count_rows", "pack_rollouts"]
 
 
 def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: int, pad_id: int,
@@ -86,3 +86,51 @@ def _rows(lengths: Sequence[int], seq_len: int, seed: int, pack: bool) -> list[l
 def count_rows(lengths: Sequence[int], seq_len: int, seed: int, pack: bool = True) -> int:
     """How many rows `lm_batches` makes of examples of these lengths (one epoch, all hosts)."""
     return len(_rows(lengths, seq_len, seed, pack))
+
+
+def pack_rollouts(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], *, width: int,
+                  rows_multiple: int = 1, tokens_multiple: int = 128) -> dict:
+    """Rollouts (prompt i then completion i, no padding) packed into rows of `width` tokens, for
+    a GRPO update that runs no padding through the model or the LM head
+    (`train.packed_completion_logprobs`).
+
+    Sequences go into rows by first-fit decreasing length; each keeps its own segment id (1, 2,
+    ... in its row, 0 at padding) and positions from 0, so attention stays inside it and it is
+    computed as it would be alone. The row count is rounded up to a multiple of
+    `rows_multiple` (the devices the rows split over; empty rows are all padding). Returns
+    tokens, segment_ids, positions [R, width] and, one entry per completion token (M of them,
+    rounded up to a multiple of `tokens_multiple * rows_multiple`), the (rows, cols) of the
+    hidden state that predicts it, the token itself (targets) and where it goes in the loss's
+    per-rollout layout (seq, pos); padding entries have seq = len(prompts), out of range.
+    """
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
+    if max(lengths) > width:
+        raise ValueError(f"a rollout of {max(lengths)} tokens does not fit a packed row of {width}")
+    free: list[int] = []  # tokens left in each row
+    where = [None] * len(lengths)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        r = next((r for r, f in enumerate(free) if f >= lengths[i]), None)
+        if r is None:
+            free.append(width)
+            r = len(free) - 1
+        where[i] = (r, width - free[r])
+        free[r] -= lengths[i]
+    n_rows = -(-len(free) // rows_multiple) * rows_multiple
+    tokens = np.zeros((n_rows, width), np.int32)
+    segments = np.zeros((n_rows, width), np.int32)
+    positions = np.zeros((n_rows, width), np.int32)
+    multiple = tokens_multiple * rows_multiple
+    n_flat = -(-max(sum(len(c) for c in completions), 1) // multiple) * multiple
+    flat = {k: np.zeros(n_flat, np.int32) for k in ("rows", "cols", "targets", "seq", "pos")}
+    flat["seq"][:] = len(prompts)
+    at_flat = 0
+    for i, ((r, at), p, c) in enumerate(zip(where, prompts, completions)):
+        n = len(p) + len(c)
+        tokens[r, at:at + n] = [*p, *c]
+        segments[r, at:at + n] = segments[r].max() + 1
+        positions[r, at:at + n] = np.arange(n)
+        sl = slice(at_flat, at_flat + len(c))
+        flat["rows"][sl], flat["cols"][sl] = r, at + len(p) - 1 + np.arange(len(c))
+        flat["targets"][sl], flat["seq"][sl], flat["pos"][sl] = c, i, np.arange(len(c))
+        at_flat += len(c)
+    return {"tokens": tokens, "segment_ids": segments, "positions": positions, **flat}

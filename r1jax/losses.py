@@ -159,7 +159,7 @@ def bradley_terry_loss(chosen: jax.Array, rejected: jax.Array) -> tuple[jax.Arra
     return -jax.nn.log_sigmoid(margin).mean(), {"accuracy": accuracy, "margin": margin.mean()}
 
 
-__all__ += ["topk_distill_loss", "on_policy_distill_loss"]
+__all__ += ["topk_distill_loss", "student_topk_logprobs", "topk_kl", "on_policy_distill_loss"]
 
 
 def topk_distill_loss(student_logits: jax.Array, teacher_topk_logp: jax.Array, teacher_topk_idx: jax.Array,
@@ -181,10 +181,20 @@ def topk_distill_loss(student_logits: jax.Array, teacher_topk_logp: jax.Array, t
     Metrics: forward_kl (= the loss), teacher_topk_mass (m), student_topk_mass (the student's
     mass on the teacher's top k), tokens (positions counted).
     """
-    mask = mask.astype(jnp.float32)
+    return topk_kl(student_topk_logprobs(student_logits, teacher_topk_idx, temperature), teacher_topk_logp, mask)
+
+
+def student_topk_logprobs(student_logits: jax.Array, idx: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """log q(idx) [B, T, K] for q = softmax(student_logits / temperature) over the whole
+    vocabulary, as logit - logsumexp (no [B, T, V] log-softmax is materialised)."""
     scaled = student_logits.astype(jnp.float32) / temperature
-    # log q at the k indices as logit - logsumexp: no [B, T, V] log-softmax is materialised
-    log_q = jnp.take_along_axis(scaled, teacher_topk_idx, axis=-1) - jax.nn.logsumexp(scaled, -1, keepdims=True)
+    return jnp.take_along_axis(scaled, idx, axis=-1) - jax.nn.logsumexp(scaled, -1, keepdims=True)
+
+
+def topk_kl(log_q: jax.Array, teacher_topk_logp: jax.Array, mask: jax.Array) -> tuple[jax.Array, dict]:
+    """`topk_distill_loss` from the student's log-probs at the teacher's top-k ids, log_q
+    [B, T, K] (`student_topk_logprobs`): what a chunked LM head computes a chunk at a time."""
+    mask = mask.astype(jnp.float32)
     t_logp = teacher_topk_logp.astype(jnp.float32)
     log_m = jax.nn.logsumexp(t_logp, axis=-1, keepdims=True)
     log_p = t_logp - log_m

@@ -18,7 +18,8 @@ from r1jax.sharding import logical_spec, replicated, tree_shardings
 
 __all__ = ["TrainState", "learning_rate_schedule", "make_optimizer", "init_state", "state_shardings",
            "abstract_state", "batch_shardings", "apply_gradients", "lm_loss", "lm_train_step", "compile_step",
-           "head_logprobs", "completion_logprobs", "grpo_train_step", "logit_distill_step", "on_policy_distill_step"]
+           "head_chunks", "head_logprobs", "completion_logprobs", "packed_completion_logprobs", "rollout_logprobs",
+           "grpo_train_step", "logit_distill_step", "on_policy_distill_step"]
 
 
 @flax.struct.dataclass
@@ -151,32 +152,45 @@ def lm_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig,
     return apply_gradients(state, tx, lambda params: lm_loss(model_cfg, params, batch))
 
 
+def head_chunks(model_cfg: ModelConfig, params, hidden: jax.Array, fn: Callable, *args: jax.Array) -> Any:
+    """`fn(logits, *args)` over the LM head's float32 logits of hidden states [B, N, D],
+    `ModelConfig.head_chunk` positions at a time: fn takes logits [B, c, V] and the matching
+    [B, c, ...] slices of `args` and returns arrays [B, c, ...], which come back whole [B, N, ...].
+
+    Each chunk is rematerialized in the backward pass (a scan of `jax.checkpoint`), so neither
+    pass ever holds more than [B, head_chunk, V] logits: at R1's 32k-token rollouts and Qwen's
+    152k vocabulary the whole [B, N, V] would be 20 GB a row. Up to one chunk it is the plain
+    computation, bit for bit."""
+    def piece(h, *a):
+        return fn(lm_head(model_cfg, params, h), *a)
+
+    B, N, D = hidden.shape
+    chunk = getattr(model_cfg, "head_chunk", N)
+    if N <= chunk:
+        return piece(hidden, *args)
+    n = -(-N // chunk)
+
+    def split(x):  # [B, N, ...] -> [n, B, chunk, ...]; padded positions are computed and cut off
+        x = jnp.pad(x, ((0, 0), (0, n * chunk - N)) + ((0, 0),) * (x.ndim - 2))
+        return x.reshape(B, n, chunk, *x.shape[2:]).swapaxes(0, 1)
+
+    _, out = jax.lax.scan(lambda _, xs: (None, jax.checkpoint(piece)(*xs)), None, tuple(map(split, (hidden, *args))))
+    return jax.tree.map(lambda a: a.swapaxes(0, 1).reshape(B, n * chunk, *a.shape[3:])[:, :N], out)
+
+
 def head_logprobs(model_cfg: ModelConfig, params, hidden: jax.Array, targets: jax.Array, temperature: float = 1.0,
                   with_entropy: bool = True) -> tuple[jax.Array, jax.Array | None]:
     """log softmax(lm_head(hidden) / temperature)[targets] [B, N] float32, and the entropy of that
-    distribution at each position (None without `with_entropy`), from hidden states [B, N, D].
-
-    The LM head runs `head_chunk` tokens at a time (`ModelConfig.head_chunk`), each chunk
-    rematerialized in the backward pass, so neither pass ever holds more than [B, head_chunk, V]
-    logits: at R1's 32k-token rollouts and Qwen's 152k vocabulary the whole [B, N, V] would be
-    20 GB a row. Up to one chunk it is the plain computation."""
-    def piece(h, t):
-        logits = lm_head(model_cfg, params, h) / temperature
+    distribution at each position (None without `with_entropy`), from hidden states [B, N, D];
+    the head runs in chunks (`head_chunks`)."""
+    def fn(logits, t):
+        logits = logits / temperature
         if not with_entropy:
             return losses.token_logprobs(logits, t), None
         logp_all = jax.nn.log_softmax(logits)
         return jnp.take_along_axis(logp_all, t[..., None], axis=-1)[..., 0], -(jnp.exp(logp_all) * logp_all).sum(-1)
 
-    B, N, D = hidden.shape
-    chunk = getattr(model_cfg, "head_chunk", N)
-    if N <= chunk:
-        return piece(hidden, targets)
-    n = -(-N // chunk)
-    pad = n * chunk - N  # padded positions are computed and cut off
-    hs = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(B, n, chunk, D).swapaxes(0, 1)
-    ts = jnp.pad(targets, ((0, 0), (0, pad))).reshape(B, n, chunk).swapaxes(0, 1)
-    _, out = jax.lax.scan(lambda _, xs: (None, jax.checkpoint(piece)(*xs)), None, (hs, ts))
-    return jax.tree.map(lambda a: a.swapaxes(0, 1).reshape(B, n * chunk)[:, :N], out)
+    return head_chunks(model_cfg, params, hidden, fn, targets)
 
 
 def completion_logprobs(model_cfg: ModelConfig, params, tokens: jax.Array, mask: jax.Array, n_new: int,
@@ -192,18 +206,43 @@ def completion_logprobs(model_cfg: ModelConfig, params, tokens: jax.Array, mask:
     return head_logprobs(model_cfg, params, hidden[:, -n_new - 1:-1], tokens[:, -n_new:], temperature)
 
 
+def packed_completion_logprobs(model_cfg: ModelConfig, params, batch: dict, temperature: float = 1.0
+                               ) -> tuple[jax.Array, jax.Array]:
+    """`completion_logprobs` of rollouts packed into rows (`r1jax.data.pack_rollouts`): batch
+    holds the packed tokens, segment_ids, positions [R, W] and, one entry per completion token
+    [M], the (rows, cols) of the hidden state that predicts it, the token (targets) and its
+    place (seq, pos) in the per-rollout layout [B, N] of completion_mask. The forward runs no
+    padding and the LM head only the M real tokens; the log-probs and entropy come back [B, N]
+    (0 where no token is), the layout the loss takes."""
+    hidden, _ = forward(model_cfg, params, batch["tokens"], batch["positions"], mask=batch["segment_ids"] > 0,
+                        segment_ids=batch["segment_ids"], return_hidden=True)
+    logp, entropy = head_logprobs(model_cfg, params, hidden[batch["rows"], batch["cols"]][None],
+                                  batch["targets"][None], temperature)
+    shape = batch["completion_mask"].shape
+    return tuple(jnp.zeros(shape).at[batch["seq"], batch["pos"]].set(x[0], mode="drop") for x in (logp, entropy))
+
+
+def rollout_logprobs(model_cfg: ModelConfig, params, batch: dict, temperature: float = 1.0
+                     ) -> tuple[jax.Array, jax.Array]:
+    """log-probs and entropy [B, N] of a GRPO batch's completions, packed (`segment_ids` in the
+    batch) or left-padded prompt + completion rows."""
+    if "segment_ids" in batch:
+        return packed_completion_logprobs(model_cfg, params, batch, temperature)
+    return completion_logprobs(model_cfg, params, batch["tokens"], batch["mask"], batch["completion_mask"].shape[1],
+                               temperature)
+
+
 def grpo_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig, tx: optax.GradientTransformation,
                     cfg: GRPOConfig, temperature: float = 1.0, max_len: int | None = None) -> tuple[TrainState, dict]:
     """One policy update on a mini-batch of rollouts.
 
-    batch: tokens, mask [B, P + N]; completion_mask, old_logp, ref_logp [B, N] (ref_logp is
-    ignored when beta == 0); advantages [B]. pi_theta is log softmax(logits / temperature), the
-    rollout's distribution; `max_len` is Dr. GRPO's constant normaliser (agg 'seq-mean-token-sum-norm').
+    batch: tokens, mask [B, P + N] (or packed rows: `rollout_logprobs`); completion_mask,
+    old_logp, ref_logp [B, N] (ref_logp is ignored when beta == 0); advantages [B]. pi_theta is
+    log softmax(logits / temperature), the rollout's distribution; `max_len` is Dr. GRPO's
+    constant normaliser (agg 'seq-mean-token-sum-norm').
     """
-    n_new = batch["completion_mask"].shape[1]
-
     def loss_fn(params):
-        logp, entropy = completion_logprobs(model_cfg, params, batch["tokens"], batch["mask"], n_new, temperature)
+        logp, entropy = rollout_logprobs(model_cfg, params, batch, temperature)
         return losses.grpo_loss(logp, batch["old_logp"], batch.get("ref_logp") if cfg.beta else None,
                                 batch["advantages"], batch["completion_mask"], eps_low=cfg.eps_low,
                                 eps_high=cfg.eps_high, beta=cfg.beta, kl_estimator=cfg.kl_estimator, agg=cfg.agg,
@@ -251,10 +290,12 @@ def logit_distill_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig
     """
 
     def loss_fn(params):
-        logits, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
-                            segment_ids=batch.get("segment_ids"))
-        return losses.topk_distill_loss(logits[:, :-1], batch["teacher_topk_logp"][:, :-1],
-                                        batch["teacher_topk_idx"][:, :-1], batch["loss_mask"][:, 1:], temperature)
+        hidden, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
+                            segment_ids=batch.get("segment_ids"), return_hidden=True)
+        log_q = head_chunks(model_cfg, params, hidden[:, :-1],
+                            lambda logits, idx: losses.student_topk_logprobs(logits, idx, temperature),
+                            batch["teacher_topk_idx"][:, :-1])
+        return losses.topk_kl(log_q, batch["teacher_topk_logp"][:, :-1], batch["loss_mask"][:, 1:])
 
     return apply_gradients(state, tx, loss_fn)
 

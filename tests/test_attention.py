@@ -7,6 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from r1jax import losses, train
@@ -18,7 +19,7 @@ B, T = 3, 70
 
 
 def _cfg(tiny_cfg, **kw) -> ModelConfig:
-    return dataclasses.replace(tiny_cfg, attention="dense", **kw)  # tiny: 4 query heads on 2 KV heads (GQA)
+    return dataclasses.replace(tiny_cfg, **{"attention": "dense", **kw})  # tiny: 4 query heads on 2 KV heads (GQA)
 
 
 def _batch():
@@ -204,3 +205,98 @@ def test_decode_attention_skips_the_empty_blocks(tiny_cfg):
     p = np.exp(s - s.max(-1, keepdims=True))
     want = np.einsum("bkgs,bksh->bkgh", p / p.sum(-1, keepdims=True), vn[:, :, :filled])
     np.testing.assert_allclose(np.asarray(out).reshape(B, K, G, H), want, atol=1e-5)
+
+
+def _rollouts(rng, n, P=12, N=20):
+    """n rollouts of a left-padded batch: prompts of 3..P tokens, completions of 1..N."""
+    prompts = [rng.integers(3, 512, rng.integers(3, P + 1)).tolist() for _ in range(n)]
+    completions = [rng.integers(3, 512, rng.integers(1, N + 1)).tolist() for _ in range(n)]
+    tokens = np.zeros((n, P + N), np.int32)
+    mask = np.zeros((n, P + N), bool)
+    targets = np.zeros((n, N), np.int32)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        tokens[i, P - len(p):P], mask[i, P - len(p):P] = p, True
+        tokens[i, P:P + len(c)], mask[i, P:P + len(c)], targets[i, :len(c)] = c, True, c
+    cmask = (np.arange(N)[None] < np.array([len(c) for c in completions])[:, None]).astype(np.float32)
+    return prompts, completions, tokens, mask, targets, cmask
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize("attention", ["dense", "blockwise"])
+def test_a_packed_grpo_update_equals_the_padded_one(tiny_cfg, agg, attention):
+    """Rollouts of mixed lengths packed into rows (first-fit, segment ids, positions from 0 per
+    rollout) give each rollout's log-probs within 1e-6 (relative: log-probs near -9 differ by an
+    ulp or two) of the padded computation's, and the GRPO loss for every aggregation within 1e-6
+    and its gradient within 1e-5 of the largest element (float32)."""
+    from r1jax import data
+    from r1jax.config import GRPOConfig
+    cfg = _cfg(tiny_cfg, attention=attention, attention_block=16)
+    params = init_params(cfg, jax.random.key(0), std=0.2)
+    rng = np.random.default_rng(0)
+    prompts, completions, tokens, mask, targets, cmask = _rollouts(rng, 8)
+    packed = data.pack_rollouts(prompts, completions, width=32, rows_multiple=2, tokens_multiple=16)
+    assert packed["tokens"].shape[0] < 8 and packed["tokens"].shape[0] % 2 == 0  # fewer rows than rollouts
+    common = {"completion_mask": cmask, "old_logp": np.full((8, 20), -6.0, np.float32),
+              "ref_logp": np.full((8, 20), -6.5, np.float32),
+              "advantages": rng.normal(size=8).astype(np.float32)}
+    padded_batch = {"tokens": tokens, "mask": mask, **common}
+    packed_batch = {**packed, **common}
+    a = train.rollout_logprobs(cfg, params, padded_batch)[0]
+    b = train.rollout_logprobs(cfg, params, packed_batch)[0]
+    np.testing.assert_allclose(np.asarray(a) * cmask, np.asarray(b) * cmask, atol=1e-6, rtol=1e-6)
+    g = GRPOConfig(agg=agg, beta=0.04)
+
+    def loss(p, batch):
+        logp, _ = train.rollout_logprobs(cfg, p, batch)
+        return losses.grpo_loss(logp, batch["old_logp"], batch["ref_logp"], batch["advantages"],
+                                batch["completion_mask"], beta=g.beta, agg=g.agg, max_len=20)[0]
+
+    (la, ga), (lb, gb) = (jax.value_and_grad(loss)(params, b_) for b_ in (padded_batch, packed_batch))
+    np.testing.assert_allclose(float(la), float(lb), atol=1e-6, rtol=0)
+    for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5 * float(jnp.abs(x).max()), rtol=0)
+
+
+def test_packing_fills_rows_first_fit_and_refuses_what_does_not_fit():
+    from r1jax import data
+    packed = data.pack_rollouts([[1, 2], [3], [4, 5, 6]], [[7, 8, 9], [10], [11]], width=6, tokens_multiple=8)
+    # lengths 5, 2, 4 -> first-fit decreasing: [5], [4, 2]
+    assert packed["tokens"].tolist() == [[1, 2, 7, 8, 9, 0], [4, 5, 6, 11, 3, 10]]
+    assert packed["segment_ids"].tolist() == [[1, 1, 1, 1, 1, 0], [2, 2, 2, 2, 1, 1]]  # ids in rollout order
+    assert packed["positions"].tolist() == [[0, 1, 2, 3, 4, 0], [0, 1, 2, 3, 0, 1]]
+    # one entry per completion token (5, padded to 8): the state predicting it, the token, its place
+    assert packed["rows"].tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
+    assert packed["cols"].tolist() == [1, 2, 3, 4, 2, 0, 0, 0]
+    assert packed["targets"].tolist() == [7, 8, 9, 10, 11, 0, 0, 0]
+    assert packed["seq"].tolist() == [0, 0, 0, 1, 2, 3, 3, 3] and packed["pos"].tolist() == [0, 1, 2, 0, 0, 0, 0, 0]
+    with pytest.raises(ValueError, match="a rollout of 7 tokens does not fit a packed row of 6"):
+        data.pack_rollouts([[1, 2, 3]], [[4, 5, 6, 7]], width=6)
+
+
+def test_chunked_logit_distillation_equals_the_whole_vocabulary(tiny_cfg):
+    """Logit distillation with the head in chunks of 9 positions: the teacher's top-k (values
+    and ids) and the student's loss and gradient equal the whole-logits computation
+    (`losses.topk_distill_loss` on [B, T, V] logits) within 1e-5."""
+    from r1jax.stages.distill import teacher_topk
+    cfg = _cfg(tiny_cfg)
+    chunked = dataclasses.replace(cfg, head_chunk=9)
+    tokens, mask, positions, _, _ = _batch()
+    batch = {"tokens": tokens, "mask": mask, "positions": positions,
+             "loss_mask": mask.at[:, :40].set(False).astype(jnp.float32)}
+    teacher = init_params(cfg, jax.random.key(1), std=0.3)
+    student = init_params(cfg, jax.random.key(2), std=0.3)
+    (v, i), (v9, i9) = (teacher_topk(c, teacher, batch, k=8, temperature=0.8) for c in (cfg, chunked))
+    np.testing.assert_array_equal(np.asarray(i), np.asarray(i9))
+    np.testing.assert_allclose(np.asarray(v), np.asarray(v9), atol=1e-5, rtol=0)
+    batch.update(teacher_topk_logp=v, teacher_topk_idx=i)
+
+    def whole(p):
+        logits = forward(cfg, p, tokens, positions, mask=mask)[0]
+        return losses.topk_distill_loss(logits[:, :-1], v[:, :-1], i[:, :-1], batch["loss_mask"][:, 1:], 0.8)[0]
+
+    sgd = optax.sgd(1.0)
+    state = train.init_state(chunked, sgd, None, params=student)
+    new, metrics = train.logit_distill_step(state, batch, model_cfg=chunked, tx=sgd, temperature=0.8)
+    loss, grads = jax.value_and_grad(whole)(student)
+    np.testing.assert_allclose(float(metrics["loss"]), float(loss), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["grad_norm"]), float(optax.tree.norm(grads)), rtol=1e-5)

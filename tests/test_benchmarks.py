@@ -1,6 +1,7 @@
 """The benchmarks' own arithmetic: bench_flops reads a step's matmuls from its jaxpr, and their
 FLOPs must equal the analytic count it divides by (two independent counts of the same work)."""
 
+import collections
 import functools
 import importlib.util
 from pathlib import Path
@@ -51,3 +52,13 @@ def test_step_matmuls_read_from_the_jaxpr_match_the_analytic_flops(bench_flops, 
     # in the backward; the LM head likewise: 3 x (7 + 2) x layers + 3
     assert sum(dots.values()) == 3 * 9 * cfg.n_layers + 3
     assert sum(n * bench_flops.dot_flops(k) for k, n in dots.items()) == pytest.approx(expected, rel=1e-12)
+
+
+def test_dots_alone_time_the_bfloat16_matmuls_xla_runs_only_inside_a_fusion(bench_flops):
+    # attention's scores in bfloat16: a batched bf16 x bf16 -> f32 dot, which XLA's CPU runtime
+    # rejects op by op (bench_grpo.py --dtype bfloat16 crashed on it); a 2-D one it runs alone
+    scores = ((2, 2, 16, 12), (2, 12, 2, 2, 16), "bfloat16", "bfloat16", (((2,), (4,)), ((0, 1), (0, 2))), "float32")
+    dense = ((24, 64), (64, 32), "bfloat16", "bfloat16", (((1,), (0,)), ((), ())), "float32")
+    substituted = []
+    assert bench_flops.dots_alone_seconds(collections.Counter({scores: 2, dense: 1}), 1, substituted) > 0
+    assert substituted in ([], [scores])  # [] once XLA runs it alone

@@ -85,12 +85,14 @@ def test_flags_override_the_experiment_file_and_typos_are_errors(capsys):
         cli.main(["grpo", "--grpo.bta", "0.1"])
     err = capsys.readouterr().err
     assert "unknown argument(s) --grpo.bta 0.1; did you mean --grpo.beta" in err and "valid flags: --config" in err
-    with pytest.raises(SystemExit, match="grpo.kl_estimator must be one of k1, k2, k3, got 'k4'"):
+    with pytest.raises(SystemExit, match="2"):  # one line on stderr, exit status 2 (tests/test_cli_errors.py)
         cli.main(["grpo", "--grpo.kl-estimator", "k4", "--print-config"])
+    assert "r1jax grpo: grpo.kl_estimator must be one of k1, k2, k3, got 'k4'" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # no prefix matching: --step is not --steps
         cli.main(["pretrain", "--step", "3"])
-    with pytest.raises(SystemExit, match="get_config\\(\\) returned a SFTConfig, this command takes a RLConfig"):
+    with pytest.raises(SystemExit, match="2"):
         cli.main(["grpo", "--config", str(ROOT / "experiments" / "students_llama_8b.py"), "--print-config"])
+    assert "get_config() returned a SFTConfig, this command takes a RLConfig" in capsys.readouterr().err
 
 
 def test_the_config_manual_lists_every_flag_of_every_stage():

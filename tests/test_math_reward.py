@@ -1,5 +1,6 @@
 """Math answer checking: equivalence rules, extraction from free text, MATH-500, hostile input."""
 
+import importlib.util
 import json
 import os
 import time
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from r1jax.rewards import math as M
-from r1jax.rewards.workers import WorkerPool
+from r1jax.rewards.math_extract import MAX_ANSWER_PARTS, MAX_BOX_CHARS, MAX_COMPLETION_CHARS, MAX_READING_CHARS
+from r1jax.rewards.workers import WorkerPool, default_pool
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -170,3 +172,112 @@ def test_timeouts_kill_the_worker_and_keep_order():
             os.kill(pid, 0)
     with pytest.raises(KeyError, match="unknown task"):
         WorkerPool(tasks={}).map("math.grade", [], 1.0)
+
+
+# ----------------------------------------------------------------------------- bounds, not kills
+
+def _bench():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_math_reward.py"
+    spec = importlib.util.spec_from_file_location("bench_math_reward", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hostile_completions_are_decided_by_bounds_without_a_kill():
+    # The families of benchmarks/bench_math_reward.py (huge binomials, boxes nested 10,000 deep,
+    # 1 MB strings, 190,000 spaces after '####', ...), two sizes each, at the production limit:
+    # every check ends by itself well inside 0.5 s, so no worker is killed.
+    items = _bench().adversarial(2 * len(_bench().FAMILIES))
+    pool = WorkerPool(n_workers=2)
+    try:
+        pool.map("math.grade", [["\\boxed{3}", "3", "auto"]] * 2, timeout=5.0)  # start the workers
+        t0 = time.monotonic()
+        out = pool.map("math.grade", [[c[-MAX_COMPLETION_CHARS:], g, "auto"] for c, g in items], timeout=0.5)
+        elapsed = time.monotonic() - t0
+        assert pool.restarts == 0
+    finally:
+        pool.close()
+    assert elapsed < 10.0, elapsed
+    assert all(isinstance(x, bool) for x in out)
+
+
+@pytest.mark.parametrize("text,want", [
+    (r"\boxed{" * 5000 + "3" + "}" * 5000, "3"),  # a box that holds one box holds its answer
+    (r"\boxed{\boxed{3}}", "3"), (r"\boxed{ \fbox{x + 1} }", "x + 1"),
+    (r"\boxed{" * 5000 + "}" * 5000 + r" so \boxed{3}", "3"),
+    (r"\boxed{" + "{" * 20 + "1" + "}" * 20 + r"} or \boxed{2}", "2"),  # too deep to be an answer
+    (r"\boxed{" + "9" * (MAX_BOX_CHARS + 1) + r"} \boxed{2}", "2"),  # too long to be an answer
+    (r"\boxed{1} " * 1000 + r"then \boxed{2}", "2"), ("#### 1" + " " * 150_000 + "\n", "1"),
+    (r"The answer is \( a \( 7 \)", " 7 "),  # an opening never closed reads up to the next one
+    ("$1$ and " * 100 + "$2$", ", ".join(["1"] * (MAX_ANSWER_PARTS - 1) + ["2"])),  # parts stated together
+    ("7 " + "x" * (2 * MAX_READING_CHARS), None),  # the last number is looked for near the end
+])
+def test_extraction_bounds(text, want):
+    t0 = time.monotonic()
+    assert M.final_answer(text) == want
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_huge_binomials_are_decided_from_their_size():
+    t0 = time.monotonic()
+    for a in (r"\binom{1000000}{500000}", r"\binom{10^{71}}{9326}", r"\binom{100000.5}{50000}"):
+        assert not M._answers_match_local("3", a)
+    assert time.monotonic() - t0 < 0.5
+    assert M._answers_match_local("120", r"\binom{10}{3}") and M._answers_match_local(r"\binom{10^{5}}{1}", "100000")
+    assert M._answers_match_local("0", r"\binom{3}{5}")
+
+
+def test_comparing_long_lists_is_bounded_work():
+    def halves(n, reverse=False):  # n values x.5, as decimals or, in reverse order, as fractions
+        return ", ".join(rf"\frac{{{2 * i + 1}}}{{2}}" for i in reversed(range(n))) if reverse else \
+            ", ".join(f"{i}.5" for i in range(n))
+    t0 = time.monotonic()
+    # one check's comparisons stop at MAX_MATCH_WORK: 100 values against the same 100 written
+    # otherwise in reverse order (~5,000 expression pairs, 1.7 s) are not worth comparing
+    assert not M._answers_match_local(halves(100), halves(100, reverse=True))
+    # two answers stated together are compared to drop a repeat: 300 items each took 17 s
+    assert M.final_answer(rf"\boxed{{{halves(300)}}} and \boxed{{{halves(300, True)}}}") == \
+        f"{halves(300)}, {halves(300, True)}"
+    assert time.monotonic() - t0 < 0.5
+    # what a real answer needs stays within it; the same items in another order cost no comparisons
+    assert M._answers_match_local(halves(20), halves(20, reverse=True))
+    assert M._answers_match_local(", ".join(map(str, range(300))), ", ".join(map(str, reversed(range(300)))))
+
+
+@pytest.mark.parametrize("call,error,words", [
+    (lambda: M.grade(b"12", "12"), TypeError, "completion is bytes"),
+    (lambda: M.grade("12", 12), TypeError, "gold is int"),
+    (lambda: M.grade("12", "12", mode="boxd"), ValueError, "mode 'boxd'"),
+    (lambda: M.grade_batch(["1", None], ["1", "2"]), TypeError, r"completions\[1\] is NoneType"),
+    (lambda: M.grade_batch("12", "12"), TypeError, "completions must be a sequence"),
+    (lambda: M.grade_batch(["1"], ["1"], mode="boxd"), ValueError, "'auto', 'answer_tag', 'boxed', 'last_number'"),
+    (lambda: M.grade_batch(["1"], ["1", "2"]), ValueError, "1 completions but 2 gold"),
+    (lambda: M.grade_batch(["1"], ["1"], timeout=0), ValueError, "timeout"),
+    (lambda: M.answers_match("1", b"1"), TypeError, "pred is bytes"),
+    (lambda: M.match_batch(["1"], [1.0]), TypeError, r"preds\[0\] is float"),
+    (lambda: M.final_answer("12", "boxd"), ValueError, "unknown extraction mode 'boxd'"),
+])
+def test_bad_arguments_are_errors_before_any_worker_work(call, error, words):
+    pool = default_pool()
+    M.grade("\\boxed{1}", "1")
+    restarts = pool.restarts
+    with pytest.raises(error, match=words):
+        call()
+    assert all(w.item is None for w in pool._workers)  # nothing left in flight
+    t0 = time.monotonic()
+    assert M.grade("\\boxed{12}", "12")
+    assert time.monotonic() - t0 < 0.3 and pool.restarts == restarts
+
+
+def test_an_item_that_is_not_json_leaves_no_stale_worker():
+    pool = WorkerPool(n_workers=1, tasks={"sleep": ("time", "sleep")})
+    try:
+        pool.map("sleep", [[0]], timeout=5.0)
+        with pytest.raises(TypeError):
+            pool.map("sleep", [[0.01], [b"x"]], timeout=5.0)
+        t0 = time.monotonic()
+        assert pool.map("sleep", [[0]], timeout=5.0) == [None]
+        assert time.monotonic() - t0 < 2.0  # not the 5 s wait on an item that was never sent
+    finally:
+        pool.close()

@@ -130,7 +130,8 @@ def test_imported_model_with_a_tokenizer_without_bos(tmp_path, tiny_cfg, qwen_li
         shutil.copyfile(qwen_like_tokenizer / name, base / name)
 
     prompt = render_r1_zero("Compute 1 + 2.")
-    ids, start = lm.encode_doc(tok, prompt, "<answer> 3 </answer>")
+    ids, [(start, end)] = lm.encode_doc(tok, prompt, "<answer> 3 </answer>")
+    assert end == len(ids)
     assert ids[:start] == tok.encode(prompt) and ids[start:] == [*tok.encode(" <answer> 3 </answer>"), tok.eos_id]
     pool = task_pool("world", 50, 0)
     longest = max(len(tok.encode(render_r1_zero(ex.prompt))) for ex in pool)

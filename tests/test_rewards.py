@@ -142,6 +142,47 @@ def test_compute_rewards_scores_each_prompt_kind_by_its_rewards():
     assert helpful.seen == ["Hi!"] and harmless.seen == [cs[2]]
 
 
+def test_stage6_rewards_leave_a_general_answer_without_cot_unpenalised():
+    """Issue 21, defect 3. Stage 6 (RL for all scenarios) scores reasoning prompts by accuracy +
+    R1 format + language consistency, and general prompts by the reward model alone: a simple
+    request's answer without a chain of thought (as stage 5's general data is written) must not
+    lose the format or language reward, or RL pushes simple requests toward a CoT."""
+    from r1jax.stages.grpo import RLConfig
+    from r1jax.stages.recipe import RL_ALL_REWARDS
+    from r1jax.tasks import general_prompts
+
+    class ConstantRM:  # the same score for any response: only the rule rewards can differ
+        def score(self, prompts, responses):
+            return np.full(len(responses), 0.25, np.float32)
+
+    cfg = RLConfig(reward_weights=RL_ALL_REWARDS).rewards()
+    rms = {"helpfulness": ConstantRM(), "harmlessness": ConstantRM()}
+    general = general_prompts(4, seed=1, language="both")
+    assert {ex.metadata["kind"] for ex in general} == {"helpful", "harmful"}
+    assert {ex.metadata["language"] for ex in general} == {"en", "zh"}
+    plain = [ex.metadata["response"] for ex in general]  # stage 5's general answers: no reasoning part
+    assert all(F.r1_format(c) == 0.0 for c in plain)
+    with_cot = [f"<think>The user asks: {ex.prompt}</think>{ex.metadata['response']}" for ex in general]
+    wrong_language = ["<think>用户的请求很简单。</think>Sure." if ex.metadata["language"] == "en" else
+                      "<think>A simple request.</think>好的。" for ex in general]
+    for cs in (plain, with_cot, wrong_language):
+        out = compute_rewards(cs, general, cfg, reward_models=rms)
+        np.testing.assert_array_equal(out["total"], np.full(len(general), 0.25, np.float32))
+        for name in ("accuracy", "format_r1", "language"):
+            np.testing.assert_array_equal(out[name], np.zeros(len(general)))
+    # reasoning prompts keep accuracy + R1 format + language consistency, as in stage 3
+    en = Example("w", "Compute 3 + 4 - 2.", "5", {"family": "world", "language": "en"})
+    zh = Example("z", "计算 3 + 4 - 2。", "5", {"family": "world", "language": "zh"})
+    cs = ["<think>First add 3 and 4 to get 7, then subtract 2.</think>\n\nThe answer is 5.", "5",
+          "<think>先算 3 + 4 = 7，再减 2 得 5。</think>\n\n5", "<think>First add 3 and 4.</think>\n\n5"]
+    out = compute_rewards(cs, [en, en, zh, zh], cfg, reward_models=rms)
+    np.testing.assert_array_equal(out["accuracy"], [1, 1, 1, 1])
+    np.testing.assert_array_equal(out["format_r1"], [1, 0, 1, 1])
+    np.testing.assert_array_equal(out["language"], [1, 1, 1, 0])
+    np.testing.assert_array_equal(out["helpfulness"] + out["harmlessness"], [0, 0, 0, 0])
+    np.testing.assert_array_equal(out["total"], [3, 2, 3, 2])
+
+
 def test_rewards_never_import_jax():
     code = "import sys, r1jax.rewards, r1jax.rewards.workers; assert 'jax' not in sys.modules, 'jax imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -76,16 +76,21 @@ class RewardConfig:
 
 def compute_rewards(completions: Sequence[str], examples: Sequence[Example], cfg: RewardConfig,
                     reward_models: dict[str, RewardModel] | None = None) -> dict[str, np.ndarray]:
-    """{name: scores [N]} for every configured reward, plus 'total' (the weighted sum)."""
+    """{name: scores [N]} for every configured reward, plus 'total' (the weighted sum). Each
+    example gets only the rewards of its kind: the rule rewards (`RULE_REWARDS`) for reasoning
+    prompts, the reward models for general ones (family 'general'); the others are 0 for it."""
     if len(completions) != len(examples):
         raise ValueError(f"{len(completions)} completions but {len(examples)} examples")
     # R1's RL for all scenarios mixes prompt kinds (sec. 2.3.4): reasoning prompts are scored by
-    # rules, general prompts (family 'general') by reward models: helpfulness for helpful
-    # requests, harmlessness for harmful ones. A reward that does not apply to an example is 0;
-    # every group holds one prompt, so that constant never changes an advantage.
+    # rules (accuracy, format, language consistency), general prompts (family 'general') by
+    # reward models only: helpfulness for helpful requests, harmlessness for harmful ones. The
+    # format and language rewards score a reasoning part, which the paper leaves out of its
+    # answers to simple queries ("no CoT"): applied to general prompts they would reward adding
+    # one. A reward that does not apply to an example is 0; every group holds one prompt, so that
+    # constant never changes an advantage.
     general = np.array([ex.metadata.get("family") == "general" for ex in examples])
     kind = np.array([ex.metadata.get("kind", "") for ex in examples])
-    applies = {"accuracy": ~general, "helpfulness": general & (kind == "helpful"),
+    applies = {**{name: ~general for name in RULE_REWARDS}, "helpfulness": general & (kind == "helpful"),
                "harmlessness": general & (kind == "harmful")}
     missing = [n for n, _ in cfg.weights if n in _MODEL_REWARDS and n not in (reward_models or {})]
     if missing:

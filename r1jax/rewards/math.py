@@ -19,11 +19,20 @@ matter), sets and bare lists (unordered), matrices, multiple-choice letters, pla
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Sequence
 
-from r1jax.rewards.math_expr import MAX_ANSWER_CHARS, ParseError, exprs_equal, parse_expr
-from r1jax.rewards.math_extract import answer_parts, last_boxed, normalize, plain_number
+from r1jax.rewards.math_expr import Node, ParseError, exprs_equal, parse_expr
+from r1jax.rewards.math_extract import (
+    MAX_ANSWER_TEXT,
+    MAX_COMPLETION_CHARS,
+    MODES,
+    answer_parts,
+    last_boxed,
+    normalize,
+    plain_number,
+)
 from r1jax.rewards.workers import default_pool
 
 __all__ = ["final_answer", "grade", "answers_match", "grade_batch", "match_batch", "last_boxed"]
@@ -86,14 +95,40 @@ def _inequality_as_interval(s: str) -> str | None:
             "<=": f"(-\\infty, {bound}]", "\\geq": f"[{bound}, \\infty)", ">=": f"[{bound}, \\infty)"}[op]
 
 
-def _match_norm(g: str, p: str, depth: int = 0) -> bool:
-    """Compare two normalised answer strings structurally."""
+# Work done by one check's comparisons, at most: one unit per structural comparison (a list of n
+# items against another is up to n * n of them), EXPR_COST per expression parsed and evaluated
+# (tens of microseconds). A real answer needs tens to hundreds (20 numbers against the same 20
+# reversed: 2,200); a hostile "1, 2, ..., 300" against "301, ..., 600" would need 990,000.
+MAX_MATCH_WORK = 5_000
+EXPR_COST = 10
+
+
+class _OutOfWork(Exception):
+    pass
+
+
+def _match(g: str, p: str, work: list[int]) -> bool:
+    """`_match_norm` within the work left in `work` (one check's budget, [MAX_MATCH_WORK] at its
+    start, shared by its comparisons): a comparison that would need more is False."""
+    try:
+        return _match_norm(g, p, 0, work)
+    except _OutOfWork:
+        return False
+
+
+def _match_norm(g: str, p: str, depth: int, work: list[int]) -> bool:
+    """Compare two normalised answer strings structurally; `work` holds the work left."""
+    work[0] -= 1
+    if work[0] < 0:
+        raise _OutOfWork
     if depth > 6:
         return False
     if g == p:
         return True
     if g.replace(" ", "").lower() == p.replace(" ", "").lower():
         return True
+    if max(len(g), len(p)) > MAX_ANSWER_TEXT:  # not an answer to compare by structure
+        return False
     # multiple choice: "(C)", "C", "C)" all name choice C
     mc = re.fullmatch(r"\(?([A-Ea-e])\)?", g)
     if mc:
@@ -106,43 +141,44 @@ def _match_norm(g: str, p: str, depth: int = 0) -> bool:
             return False
         rg = [_split_top(r, ["&"]) for r in _split_top(mg.group(1), ["\\\\"]) if r.strip()]
         rp = [_split_top(r, ["&"]) for r in _split_top(mp.group(1), ["\\\\"]) if r.strip()]
-        return len(rg) == len(rp) and all(len(a) == len(b) and all(_match_norm(x, y, depth + 1) for x, y in zip(a, b))
-                                          for a, b in zip(rg, rp))
+        return len(rg) == len(rp) and all(
+            len(a) == len(b) and all(_match_norm(x, y, depth + 1, work) for x, y in zip(a, b)) for a, b in zip(rg, rp))
     # unions of intervals / sets
     if "\\cup" in g or "\\cup" in p:
         ug, up = _split_top(g, ["\\cup"]), _split_top(p, ["\\cup"])
-        return _unordered(ug, up, depth)
+        return _unordered(ug, up, depth, work)
     # inequality vs interval
     for a, b in ((g, p), (p, g)):
         iv = _inequality_as_interval(a)
         if iv is not None and _INEQ.match(b) is None:
-            return _match_norm(iv, b, depth + 1) if a is g else _match_norm(g, iv, depth + 1)
+            return _match_norm(iv, b, depth + 1, work) if a is g else _match_norm(g, iv, depth + 1, work)
     # equations
     g2, p2 = _strip_lhs(g), _strip_lhs(p)
     if (g2, p2) != (g, p):
-        return _match_norm(g2, p2, depth + 1)
+        return _match_norm(g2, p2, depth + 1, work)
     if "=" in g and "=" in p and "\\leq" not in g:
         gs, ps = _split_top(g, ["="]), _split_top(p, ["="])
         return len(gs) == len(ps) == 2 and (
-            (_match_norm(gs[0], ps[0], depth + 1) and _match_norm(gs[1], ps[1], depth + 1))
-            or (_match_norm(gs[0], ps[1], depth + 1) and _match_norm(gs[1], ps[0], depth + 1)))
+            (_match_norm(gs[0], ps[0], depth + 1, work) and _match_norm(gs[1], ps[1], depth + 1, work))
+            or (_match_norm(gs[0], ps[1], depth + 1, work) and _match_norm(gs[1], ps[0], depth + 1, work)))
     # sets: \{a, b\}
     sg, sp = _set_items(g), _set_items(p)
     if sg is not None or sp is not None:
         return _unordered(sg if sg is not None else _split_top(g, [","]),
-                          sp if sp is not None else _split_top(p, [","]), depth)
+                          sp if sp is not None else _split_top(p, [","]), depth, work)
     # tuples and intervals: brackets must agree
     tg, tp = _bracketed(g), _bracketed(p)
     if tg or tp:
         if tg and tp:
             (og, eg, cg), (op_, ep, cp) = tg, tp
             return (og, cg) == (op_, cp) and len(eg) == len(ep) and all(
-                _match_norm(x, y, depth + 1) for x, y in zip(eg, ep))
+                _match_norm(x, y, depth + 1, work) for x, y in zip(eg, ep))
         return False
     # bare lists "1, 2, 3": the order of solutions is not part of the answer
     lg, lp = _split_top(g, [","]), _split_top(p, [","])
     if len(lg) > 1 or len(lp) > 1:
-        return len(lg) == len(lp) and _unordered(lg, lp, depth)
+        return len(lg) == len(lp) and _unordered(lg, lp, depth, work)
+    work[0] -= EXPR_COST
     return _expr_match(g, p)
 
 
@@ -165,22 +201,32 @@ def _bracketed(s: str):
     return None
 
 
-def _unordered(a: list[str], b: list[str], depth: int) -> bool:
+def _unordered(a: list[str], b: list[str], depth: int, work: list[int]) -> bool:
     if len(a) != len(b):
         return False
+    if sorted(x.replace(" ", "") for x in a) == sorted(y.replace(" ", "") for y in b):
+        return True  # the same items written the same way: no pairwise comparisons needed
     left = list(b)
     for x in a:
-        hit = next((k for k, y in enumerate(left) if _match_norm(x, y, depth + 1)), None)
+        hit = next((k for k, y in enumerate(left) if _match_norm(x, y, depth + 1, work)), None)
         if hit is None:
             return False
         left.pop(hit)
     return True
 
 
-def _expr_match(g: str, p: str) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _parsed(s: str) -> Node | None:
+    """`parse_expr(s)`, None where it fails; cached, since a list is compared item by item."""
     try:
-        ng, np_ = parse_expr(g), parse_expr(p)
+        return parse_expr(s)
     except (ParseError, ValueError, RecursionError, ZeroDivisionError):
+        return None
+
+
+def _expr_match(g: str, p: str) -> bool:
+    ng, np_ = _parsed(g), _parsed(p)
+    if ng is None or np_ is None:
         return False
     try:
         return exprs_equal(ng, np_)
@@ -201,14 +247,15 @@ def _answers_match_local(gold: str, pred: str) -> bool:
     g, p = normalize(g_raw), normalize(pred)
     if not p:
         return False
-    if len(p) > 4 * MAX_ANSWER_CHARS:
+    if len(p) > MAX_ANSWER_TEXT:
         return g == p
-    if _match_norm(g, p):
+    work = [MAX_MATCH_WORK]
+    if _match(g, p, work):
         return True
     # a gold answer that is itself a sentence: "The answer is 12 apples." / "She has $5 left"
     if _is_sentence(g):
         gc = normalize(final_answer(gold, "auto") or "")
-        if gc and gc != g and _match_norm(gc, p):
+        if gc and gc != g and _match(gc, p, work):
             return True
     return False
 
@@ -238,8 +285,8 @@ def final_answer(completion: str, mode: str = "auto") -> str | None:
         return None
     parts = answer_parts(completion, mode)
     if 1 < len(parts) <= MAX_PARTS_COMPARED:
-        norm = [normalize(a) for a in parts]
-        parts = [a for i, a in enumerate(parts) if not any(_match_norm(b, norm[i]) for b in norm[i + 1:] if b)]
+        norm, work = [normalize(a) for a in parts], [MAX_MATCH_WORK]
+        parts = [a for i, a in enumerate(parts) if not any(_match(b, norm[i], work) for b in norm[i + 1:] if b)]
     return ", ".join(parts) if parts else None
 
 
@@ -253,25 +300,64 @@ def _grade_local(completion: str, gold: str, mode: str = "auto") -> bool:
 
 
 # ----------------------------------------------------------------------------- safe public API
+#
+# Arguments are checked here, before any item reaches a worker: a wrong type or an unknown mode
+# is the caller's error (TypeError / ValueError naming the argument), not an answer scored False.
+
+def _strings(values, name: str, fn: str) -> list[str]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{fn}: {name} must be a sequence of str, got {type(values).__name__}")
+    values = list(values)
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise TypeError(f"{fn}: {name}[{i}] is {type(v).__name__}, not str")
+    return values
+
+
+def _check_options(fn: str, timeout, mode: str | None = None) -> None:
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"{fn}: mode {mode!r} is not one of {', '.join(map(repr, MODES))}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"{fn}: timeout must be a positive number of seconds, got {timeout!r}")
+
 
 def grade(completion: str, gold: str, *, mode: str = "auto", timeout: float = 0.5) -> bool:
     """Is the final answer in `completion` equivalent to `gold`? Runs in a worker process with
-    a hard time limit; any failure or timeout is False."""
+    a hard time limit (a backstop: the checks are bounded, see the module docstring); a check
+    that fails or times out is False. TypeError for a non-str argument, ValueError for an
+    unknown `mode` or a bad `timeout`."""
+    for name, v in (("completion", completion), ("gold", gold)):
+        if not isinstance(v, str):
+            raise TypeError(f"grade: {name} is {type(v).__name__}, not str")
     return grade_batch([completion], [gold], mode=mode, timeout=timeout)[0]
 
 
 def answers_match(gold: str, pred: str, *, timeout: float = 0.5) -> bool:
     """Are two final answers equivalent (see the module docstring for the rules)?"""
+    for name, v in (("gold", gold), ("pred", pred)):
+        if not isinstance(v, str):
+            raise TypeError(f"answers_match: {name} is {type(v).__name__}, not str")
     return match_batch([gold], [pred], timeout=timeout)[0]
 
 
 def grade_batch(completions: Sequence[str], golds: Sequence[str], *, mode: str = "auto",
                 timeout: float = 0.5) -> list[bool]:
     """`grade` for N items across worker processes, in order; timed-out items are False."""
+    completions = _strings(completions, "completions", "grade_batch")
+    golds = _strings(golds, "golds", "grade_batch")
+    _check_options("grade_batch", timeout, mode)
     if len(completions) != len(golds):
-        raise ValueError(f"{len(completions)} completions but {len(golds)} gold answers")
-    return default_pool().map("math.grade", [(c, g, mode) for c, g in zip(completions, golds)], timeout)
+        raise ValueError(f"grade_batch: {len(completions)} completions but {len(golds)} gold answers")
+    # only a completion's tail is read (MAX_COMPLETION_CHARS): the rest need not be sent
+    return default_pool().map("math.grade", [(c[-MAX_COMPLETION_CHARS:], g, mode) for c, g in zip(completions, golds)],
+                              timeout)
 
 
 def match_batch(golds: Sequence[str], preds: Sequence[str], *, timeout: float = 0.5) -> list[bool]:
+    """`answers_match` for N pairs across worker processes, in order."""
+    golds = _strings(golds, "golds", "match_batch")
+    preds = _strings(preds, "preds", "match_batch")
+    _check_options("match_batch", timeout)
+    if len(golds) != len(preds):
+        raise ValueError(f"match_batch: {len(golds)} gold answers but {len(preds)} predicted ones")
     return default_pool().map("math.match", list(zip(golds, preds)), timeout)

@@ -43,6 +43,11 @@ _GREEK = {"alpha", "beta", "gamma", "delta", "theta", "phi", "lambda", "mu", "si
           "tau", "psi", "varphi", "vartheta", "eta", "xi", "zeta", "kappa", "nu", "chi"}
 
 
+_WORDS_BY_LETTER: dict[str, list[str]] = {}  # first letter -> the words it starts, longest first
+for _w in sorted(_FUNCS | {"pi", "infty", "inf"}, key=len, reverse=True):
+    _WORDS_BY_LETTER.setdefault(_w[0], []).append(_w)
+
+
 def _tokenize(s: str) -> list[tuple[str, str]]:
     out, i = [], 0
     while i < len(s):
@@ -62,7 +67,7 @@ def _tokenize(s: str) -> list[tuple[str, str]]:
     # plain-text function names (sin, log, sqrt) are letters in the stream: fuse them
     fused, j = [], 0
     while j < len(out):
-        for name in sorted(_FUNCS | {"pi", "infty", "inf"}, key=len, reverse=True):
+        for name in _WORDS_BY_LETTER.get(out[j][1], ()) if out[j][0] == "var" else ():
             n = len(name)
             if all(k < len(out) and out[k][0] == "var" for k in range(j, j + n)) and \
                     "".join(out[k][1] for k in range(j, j + n)) == name:
@@ -339,10 +344,23 @@ def _numeric(node: Node, env: dict) -> complex:
         return b ** e
     if op == "func":
         if node.value == "binom":
-            n, k = _numeric(node.args[0], env), _numeric(node.args[1], env)
-            return complex(math.comb(int(n.real), int(k.real)))
+            return _binom_numeric(_numeric(node.args[0], env), _numeric(node.args[1], env))
         return complex(_FUNC_IMPL[node.value](_numeric(node.args[0], env)))
     raise ValueError(op)
+
+
+def _binom_numeric(n: complex, k: complex) -> complex:
+    """C(n, k) as a float, for whole 0 <= k <= n only. `math.comb` is unbounded (C(10^6, 5 * 10^5)
+    takes minutes), so it runs only where C(n, k) >= (n / j)^j, j = min(k, n - k), is below e^700:
+    then j < 1,010 and the result has at most ~2,500 bits."""
+    if n.imag or k.imag or not (n.real.is_integer() and k.real.is_integer()) or not 0 <= k.real:
+        raise ValueError("binomial of non-integers")
+    if k.real > n.real:
+        return 0j
+    j = min(k.real, n.real - k.real)
+    if j > 0 and j * math.log(n.real / j) > 700:
+        raise OverflowError
+    return complex(math.comb(int(n.real), int(k.real)))
 
 
 def _free_vars(node: Node) -> set:

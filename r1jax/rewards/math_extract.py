@@ -13,6 +13,26 @@ MAX_COMPLETION_CHARS = 200_000
 
 
 # ----------------------------------------------------------------------------- extraction
+#
+# Bounds: every function here runs in time linear in its input (no regex that can backtrack
+# over a long run, no scan per opening of a box), and reads at most:
+#   MAX_COMPLETION_CHARS  the last 200,000 characters of a completion;
+#   MAX_BOXES             its last 100 \boxed / \fbox commands (a real answer has a handful);
+#   MAX_BOX_CHARS         10,000 characters inside one box, nested at most MAX_BOX_NESTING
+#                         braces deep: a longer or deeper box is not an answer;
+#   MAX_READING_CHARS     the last 10,000 characters of an "answer is" phrase, of the last line,
+#                         and of the text where its last number is looked for;
+#   MAX_ANSWER_PARTS      32 answers stated together ("\boxed{2} and \boxed{3}");
+#   MAX_ANSWER_TEXT       1,600 characters of an answer to normalise (a longer one is compared
+#                         as it is: no gold answer is that long).
+
+MAX_BOXES = 100
+MAX_BOX_CHARS = 10_000
+MAX_BOX_NESTING = 12
+MAX_READING_CHARS = 10_000
+MAX_ANSWER_PARTS = 32
+MAX_ANSWER_TEXT = 1_600
+
 
 def _matching_brace(s: str, open_idx: int) -> int:
     depth = 0
@@ -26,24 +46,75 @@ def _matching_brace(s: str, open_idx: int) -> int:
     return -1
 
 
+def _balanced_group(depth: int) -> re.Pattern:
+    """'{...}' with balanced braces at most `depth` deep inside, group 1 the inside. Possessive
+    quantifiers: a failed match never backtracks, so it costs at most the text it read."""
+    inside = r"[^{}]*+"
+    for _ in range(depth):
+        inside = r"[^{}]*+(?:\{" + inside + r"\}[^{}]*+)*+"
+    return re.compile(r"\{(" + inside + r")\}")
+
+
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*")
+_BOX_GROUP = _balanced_group(MAX_BOX_NESTING)
+_BOX_BARE = re.compile(r"[^\s$.,]+")  # "\boxed 5"
+
+
+def _box_starts(text: str) -> list[int]:
+    """Positions of the last MAX_BOXES box commands, in order (found from the end by `rfind`, so a
+    text of a million boxes costs what one of MAX_BOXES does)."""
+    starts = []
+    for name in ("\\boxed", "\\fbox"):
+        end = len(text)
+        for _ in range(MAX_BOXES):
+            end = text.rfind(name, 0, end)
+            if end < 0:
+                break
+            starts.append(end)
+    return sorted(starts)[-MAX_BOXES:]
+
+
+def _box_at(text: str, start: int) -> tuple[int, str] | None:
+    """(end, contents) of the box command at `start`, or None when it has no readable contents."""
+    i = _BOX.match(text, start).end()
+    if i >= len(text):
+        return None
+    if text[i] == "{":
+        g = _BOX_GROUP.match(text, i, i + MAX_BOX_CHARS + 2)
+        return (g.end(), g.group(1)) if g else None
+    tok = _BOX_BARE.match(text, i, i + MAX_BOX_CHARS)
+    return (tok.end(), tok.group(0)) if tok else None
+
+
+def _unwrap(contents: str) -> str:
+    """'\\boxed{\\boxed{3}}' holds the answer 3: a box whose contents are one box is that box."""
+    for _ in range(MAX_BOX_NESTING):
+        inner = contents.strip()
+        m = _BOX.match(inner)
+        box = _box_at(inner, 0) if m else None
+        if box is None or box[0] != len(inner):
+            break
+        contents = box[1]
+    return contents
+
+
 def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, contents) of every \\boxed{...} / \\fbox{...} (nested braces), in order."""
-    out = []
-    for m in re.finditer(r"\\(?:boxed|fbox)\s*", text):
-        i = m.end()
-        if i < len(text) and text[i] == "{":
-            j = _matching_brace(text, i)
-            if j > 0:
-                out.append((m.start(), j + 1, text[i + 1:j]))
-        elif i < len(text):  # "\boxed 5"
-            tok = re.match(r"[^\s$.,]+", text[i:])
-            if tok:
-                out.append((m.start(), i + tok.end(), tok.group(0)))
+    """(start, end, contents) of the \\boxed{...} / \\fbox{...} commands of `text` that are not
+    inside another one, in order (see the bounds above)."""
+    out: list[tuple[int, int, str]] = []
+    after = 0
+    for start in _box_starts(text):
+        if start < after:  # inside the previous box
+            continue
+        box = _box_at(text, start)
+        if box is not None:
+            out.append((start, box[0], _unwrap(box[1])))
+            after = box[0]
     return out
 
 
 def all_boxed(text: str) -> list[str]:
-    """Contents of every \\boxed{...} / \\fbox{...} (nested braces), in order."""
+    """Contents of every \\boxed{...} / \\fbox{...} (nested braces) not inside another, in order."""
     return [c for _, _, c in _boxed_spans(text)]
 
 
@@ -52,7 +123,21 @@ def last_boxed(text: str) -> str | None:
     return boxed[-1] if boxed else None
 
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
+def _answer_tags(text: str) -> list[str]:
+    """What `<answer>(.*?)</answer>` finds (re.S), by `str.find`: the regex rescans the rest of
+    the text from every unclosed tag."""
+    out, pos = [], 0
+    while True:
+        i = text.find("<answer>", pos)
+        if i < 0:
+            return out
+        j = text.find("</answer>", i + len("<answer>"))
+        if j < 0:
+            return out
+        out.append(text[i + len("<answer>"):j])
+        pos = j + len("</answer>")
+
+
 # "The answer is ...", "Final answer: ...": the word, then is / : / = before the answer (not
 # "the answer from the previous step", nor the word inside an <answer> tag left unclosed).
 _PHRASE = re.compile(r"(?<![</\w])(?:final answer|the answer|answer)\s*(?:is|:|=|would be|will be)\s*:?\s*"
@@ -60,7 +145,12 @@ _PHRASE = re.compile(r"(?<![</\w])(?:final answer|the answer|answer)\s*(?:is|:|=
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?(?:\s*/\s*[0-9]+)?%?|-?\.[0-9]+")
 # Math spans: $$...$$, \(...\), \[...\], and $...$ by pandoc's rule (no space just inside either
 # dollar, no digit just after the closing one), so the dollars of "$400 + $60 = $460" are money.
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(?!\s)([^$]+?)(?<!\s)\$(?!\d)|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+# A span holds no opening of its own kind ("\( a \( b \)" is the span " b "), so an opening that
+# is never closed reads up to the next one, not to the end of the text.
+_MATH_SPAN = re.compile(r"\$\$((?:(?!\$\$).)+?)\$\$|\$(?!\s)([^$]+?)(?<!\s)\$(?!\d)"
+                        r"|\\\(((?:(?!\\\().)+?)\\\)|\\\[((?:(?!\\\[).)+?)\\\]", re.S)
+_GSM8K_FINAL = re.compile(r"^####\s*(\S[^\n]*)", re.M)  # GSM8K's final-answer line
+_VERB = re.compile(r"\b(?:is|are|equals|was|were|be|gives|get)\s+(.+?)\.?$")
 # "So x = 2 or x = 3.": values of named unknowns, as a last sentence says them. A value starts
 # and ends with a non-space, so each space belongs to one place in the pattern (a pattern that
 # could split spaces several ways takes exponential time to fail on "x = 1 , y = 2 , ...").
@@ -84,7 +174,7 @@ def _last_run(spans: list[tuple[int, int, str]], text: str) -> list[str]:
     if not spans:
         return []
     k = len(spans) - 1
-    while k > 0 and _CONNECTIVE.fullmatch(text[spans[k - 1][1]:spans[k][0]]):
+    while k > max(0, len(spans) - MAX_ANSWER_PARTS) and _CONNECTIVE.fullmatch(text[spans[k - 1][1]:spans[k][0]]):
         k -= 1
     return [c for _, _, c in spans[k:]]
 
@@ -93,12 +183,14 @@ def _candidates(completion: str, mode: str) -> list[list[str]]:
     """Readings of the final answer (each a list of its parts) by priority; `answer_parts` picks
     one. Several only where the first may be prose ("So 2 boxes hold 10 items" then its last
     number)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown extraction mode {mode!r}; valid: {', '.join(MODES)}")
     # GSM8K's calculator notes ("$4+$2=$<<4+2=6>>6") are not part of what the text says
-    text = re.sub(r"<<[^<>\n]*>>", "", completion[-MAX_COMPLETION_CHARS:])
-    if mode not in ("auto", "answer_tag", "boxed", "last_number"):
-        raise ValueError(f"unknown extraction mode {mode!r}")
+    text = completion[-MAX_COMPLETION_CHARS:]
+    if "<<" in text:
+        text = re.sub(r"<<[^<>\n]*>>", "", text)
     if mode in ("auto", "answer_tag"):
-        tags = _ANSWER_TAG.findall(text)
+        tags = _answer_tags(text)
         if tags:
             inner = tags[-1]
             return [_last_run(_boxed_spans(inner), inner) or [inner.strip()]]
@@ -111,24 +203,27 @@ def _candidates(completion: str, mode: str) -> list[list[str]]:
         if boxed or mode == "boxed":
             return [boxed] if boxed else []
     if mode == "auto":
-        hashes = re.findall(r"^####\s*(\S[^\n]*?)\s*$", text, re.M)  # GSM8K's final-answer line
+        hashes = _GSM8K_FINAL.findall(text) if "####" in text else []
         if hashes:
-            return [[hashes[-1]]]
-        phrases = list(_PHRASE.finditer(text))
+            return [[hashes[-1].rstrip()]]
+        first = text.lower().find("answer")  # the scan costs a regex attempt per character: start at the word
+        phrases = list(_PHRASE.finditer(text, max(first - 7, 0))) if first >= 0 else []
         if phrases:
             cand = phrases[-1].group(1).strip().strip("*").strip()  # "**Answer:** 7", "**7**"
-            span = _last_run(_math_spans(cand), cand)
-            return ([span] if span else []) + [[cand]] + _last_number(cand)
-        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-        if lines:
-            span = _last_run(_math_spans(lines[-1]), lines[-1])
+            tail = cand[-MAX_READING_CHARS:]
+            span = _last_run(_math_spans(tail), tail)
+            return ([span] if span else []) + [[cand]] + _last_number(tail)
+        stripped = text.strip()
+        if stripped:
+            line = stripped[-MAX_READING_CHARS - 1:].splitlines()[-1][-MAX_READING_CHARS:]
+            span = _last_run(_math_spans(line), line)
             if span:
-                return [span] + _last_number(lines[-1])
+                return [span] + _last_number(line)
             # "... the solutions are 1, 2, and 3." / "so x equals 5"
-            last = re.split(r"(?<=[^0-9])\.\s+", lines[-1].strip())[-1]
-            verb = list(re.finditer(r"\b(?:is|are|equals|was|were|be|gives|get)\s+(.+?)\.?$", last))
+            last = re.split(r"(?<=[^0-9])\.\s+", line.strip())[-1]
+            verb = _VERB.search(last)  # a match runs to the end of `last`: the first is the only one
             if verb:
-                return [[verb[-1].group(1)]] + _last_number(last)
+                return [[verb.group(1)]] + _last_number(last)
             eq = _EQUATIONS.fullmatch(last)
             if eq:  # "So x = 2 or x = 3.", but not a chain of working "5 - 4 = 1. 1 - 9 = -8."
                 return [[eq.group(1)]] + _last_number(last)
@@ -149,7 +244,15 @@ def answer_parts(completion: str, mode: str = "auto") -> list[str]:
     answer is its last number instead.
     """
     cands = _candidates(completion, mode)
-    return next((c for c in cands if not is_prose(normalize(", ".join(c)))), cands[0] if cands else [])
+    return next((c for c in cands if not _passed_over(", ".join(c))), cands[0] if cands else [])
+
+
+def _passed_over(reading: str) -> bool:
+    """A reading to pass over for the next one: prose, or too long to be an answer."""
+    return len(reading) > MAX_ANSWER_TEXT or is_prose(normalize(reading))
+
+
+MODES = ("auto", "answer_tag", "boxed", "last_number")
 
 
 # Words that formulas are written with: not a sign of prose.
@@ -166,8 +269,18 @@ def is_prose(s: str) -> bool:
     return any(w.lower() not in _FORMULA_WORDS for w in words)
 
 
+_NOT_IN_NUMBER = re.compile(r"[^-0-9,./%\s]")
+
+
 def _last_number(text: str) -> list[list[str]]:
-    nums = _NUMBER.findall(text)
+    """[[the last number]] of the last MAX_READING_CHARS characters of `text`, or []. The window is
+    read from just after its first character that no number contains (so that a number the window
+    cuts is not read as a shorter one); all of a text no longer than the window is read."""
+    start = max(len(text) - MAX_READING_CHARS, 0)
+    if start:
+        cut = _NOT_IN_NUMBER.search(text, start)
+        start = cut.end() if cut else start
+    nums = _NUMBER.findall(text, start)
     return [[nums[-1].rstrip(",")]] if nums else []
 
 
@@ -223,8 +336,12 @@ def plain_number(s: str) -> str:
 
 
 def normalize(ans: str) -> str:
-    """Canonical surface form of an answer string (no parsing)."""
+    """Canonical surface form of an answer string (no parsing). Text longer than MAX_ANSWER_TEXT
+    is only stripped: it is not an answer to compare by form, and some rewrites below scan it
+    once per macro."""
     s = ans.strip()
+    if len(s) > MAX_ANSWER_TEXT:
+        return s
     s = re.sub(r"\\(?:begin|end)\{(?:align\*?|aligned|equation\*?|gathered)\}", "", s)
     for a, b in _REPLACEMENTS:
         s = s.replace(a, b)

@@ -50,8 +50,8 @@ class _Worker:
         self.item: int | None = None  # index in flight
         self.started = 0.0
 
-    def send(self, msg) -> None:
-        self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+    def send(self, line: bytes) -> None:
+        self.proc.stdin.write(line)
 
     def read_lines(self) -> list | None:
         """Complete lines available now; None at EOF (the worker died)."""
@@ -86,8 +86,21 @@ class WorkerPool:
         self.restarts = 0
 
     def map(self, task: str, items: Sequence[Sequence], timeout: float) -> list[Any]:
+        """Results in input order; an item that fails or takes longer than `timeout` is False.
+        An item that is not JSON data raises (TypeError) and so does an interrupt; either way the
+        workers with an item in flight are replaced, so no later call waits on or reads a stale
+        answer."""
         if task not in self.tasks:
             raise KeyError(f"unknown task {task!r}; known: {', '.join(self.tasks)}")
+        try:
+            return self._map(task, items, timeout)
+        except BaseException:
+            for w in list(self._workers):
+                if w.item is not None:
+                    self._replace(w)
+            raise
+
+    def _map(self, task: str, items: Sequence[Sequence], timeout: float) -> list[Any]:
         results: list[Any] = [False] * len(items)
         todo = list(range(len(items)))[::-1]  # a stack: pop() gives items in order
         while len(self._workers) < self.n_workers:
@@ -95,10 +108,11 @@ class WorkerPool:
         while todo or any(w.item is not None for w in self._workers):
             for w in self._workers:  # give every idle, ready worker one item
                 if w.ready and w.item is None and todo:
+                    line = (json.dumps([todo[-1], task, list(items[todo[-1]])]) + "\n").encode()
                     w.item = todo.pop()
                     w.started = time.monotonic()
                     try:
-                        w.send([w.item, task, list(items[w.item])])
+                        w.send(line)
                     except BrokenPipeError:
                         w.started = -timeout  # dead: replaced below, its item stays False
             now = time.monotonic()

@@ -87,11 +87,13 @@ def teacher_topk(model_cfg: ModelConfig, params, batch: dict, *, k: int, tempera
     batch (as `r1jax.data.lm_batches` makes it; packed rows keep their positions and segments).
     Log-probs are normalised over the teacher's whole vocabulary; only the first `vocab` ids
     (the tokenizer's: a checkpoint's vocabulary may be padded past it) can be chosen."""
-    logits, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
-                        segment_ids=batch.get("segment_ids"))
-    logp = jax.nn.log_softmax(logits / temperature)[..., :vocab]
-    values, ids = jax.lax.top_k(logp, k)
-    return values, ids
+    hidden, _ = forward(model_cfg, params, batch["tokens"], batch.get("positions"), mask=batch["mask"],
+                        segment_ids=batch.get("segment_ids"), return_hidden=True)
+    # the LM head a chunk of positions at a time: never the whole [B, T, V] logits
+    def top(logits):
+        return tuple(jax.lax.top_k(jax.nn.log_softmax(logits / temperature)[..., :vocab], k))
+
+    return train.head_chunks(model_cfg, params, hidden, top)
 
 
 def distill(cfg: DistillConfig) -> dict:

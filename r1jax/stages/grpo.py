@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from r1jax import checkpoint, losses, report, runtime, sampling, train
+from r1jax import checkpoint, data, losses, report, runtime, sampling, train
 from r1jax.config import DataConfig, GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
 from r1jax.rewards import RewardConfig, compute_rewards
 from r1jax.rewards.language import mixes_languages
@@ -115,8 +115,13 @@ def grpo(cfg: RLConfig) -> dict:
            else restored.ref_params}
 
     B = Q * G
-    mb_example = {"tokens": np.zeros((B // g.minibatches, P + N), np.int32),
-                  "mask": np.zeros((B // g.minibatches, P + N), bool),
+    row_multiple = mesh.shape["data"] * mesh.shape["fsdp"]  # packed rows split over the batch devices
+    rows = (row_multiple, P + N) if g.pack else (B // g.minibatches, P + N)
+    mb_example = {"tokens": np.zeros(rows, np.int32),
+                  **({k: np.zeros(rows, np.int32) for k in ("segment_ids", "positions")} if g.pack else
+                     {"mask": np.zeros(rows, bool)}),
+                  **({k: np.zeros((128 * row_multiple,), np.int32)  # one entry per completion token
+                      for k in ("rows", "cols", "targets", "seq", "pos")} if g.pack else {}),
                   **{k: np.zeros((B // g.minibatches, N), np.float32)
                      for k in ("completion_mask", "old_logp", "ref_logp")},
                   "advantages": np.zeros((B // g.minibatches,), np.float32)}
@@ -124,8 +129,7 @@ def grpo(cfg: RLConfig) -> dict:
                                                                    temperature=ro.temperature, max_len=N),
                                 mesh, state_sh, train.batch_shardings(mesh, mb_example, True), batch_is_global=True)
     # log pi(token) of the completions under some parameters: the reference's, and pi_old's when recomputed
-    logp_fn = jax.jit(lambda p, t, m, n: train.completion_logprobs(model_cfg, p, t, m, n, ro.temperature)[0],
-                      static_argnums=3)
+    logp_fn = jax.jit(lambda p, b: train.rollout_logprobs(model_cfg, p, b, ro.temperature)[0])
     recompute_old_logp = g.old_logp == "recompute" or (g.old_logp == "auto" and model_cfg.dtype != "float32")
     base_key = jax.random.key(seed)
     lead = runtime.is_lead()  # one host writes the logs
@@ -166,25 +170,28 @@ def grpo(cfg: RLConfig) -> dict:
         t2 = time.time()
         rng = np.random.default_rng([seed, step])
         perm = rng.permutation(B)
-        if g.length_grouped:  # rollouts of similar length share a mini-batch, in random order
+        if g.length_grouped and not g.pack:  # rollouts of similar length share a mini-batch, in random order
             perm = perm[np.argsort(lengths[perm], kind="stable")]
         minibatches = np.split(perm, g.minibatches)
-        if g.length_grouped:
+        if g.length_grouped and not g.pack:
             minibatches = [minibatches[i] for i in rng.permutation(g.minibatches)]
         mb_batches = []
         for mb in minibatches:
             n_mb = round_up(int(lengths[mb].max()), N)  # each mini-batch cut to its longest rollout
             mb_batch = {k: v[mb][:, :p_used + n_mb] if k in ("tokens", "mask") else
                         v[mb][:, :n_mb] if v.ndim == 2 else v[mb] for k, v in batch.items()}
+            if g.pack:  # the rollouts without their padding, packed into rows of the step's width
+                mb_batch = {**{k: v for k, v in mb_batch.items() if k not in ("tokens", "mask")}, **data.pack_rollouts(
+                    [prompts[i // G][pmask[i // G]] for i in mb], [roll.tokens[i, :lengths[i]] for i in mb],
+                    width=p_used + n_used, rows_multiple=row_multiple)}
+            scored = {k: v for k, v in mb_batch.items() if k not in ("old_logp", "ref_logp", "advantages")}
             # pi_old from the training forward, before any update of this step (see GRPOConfig.old_logp)
             if recompute_old_logp:
-                mb_batch["old_logp"] = sampling.to_host(logp_fn(state.params, mb_batch["tokens"], mb_batch["mask"],
-                                                                n_mb))
+                mb_batch["old_logp"] = sampling.to_host(logp_fn(state.params, scored))
             # the reference is frozen, so scoring it a mini-batch at a time bounds its memory
             mb_batch["ref_logp"] = np.zeros_like(mb_batch["old_logp"])
             if g.beta:
-                mb_batch["ref_logp"] = sampling.to_host(logp_fn(ref["params"], mb_batch["tokens"], mb_batch["mask"],
-                                                                n_mb))
+                mb_batch["ref_logp"] = sampling.to_host(logp_fn(ref["params"], scored))
             mb_batches.append(mb_batch)
         step_metrics = []
         for mb_batch in mb_batches:

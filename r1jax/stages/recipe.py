@@ -39,7 +39,7 @@ from r1jax.tasks.general import preference_pairs
 from r1jax.tasks.sft import read_sft_jsonl
 from r1jax.tasks.world import world_heldout
 
-__all__ = ["R1Config", "r1", "r1_table", "plot_r1", "running_mean", "first_step_reaching"]
+__all__ = ["R1Config", "RL_ALL_REWARDS", "r1", "r1_table", "plot_r1", "running_mean", "first_step_reaching"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +75,11 @@ class R1Config:
 
 
 FAMILY = "world:language=both"
+# Stage 6's rewards. `compute_rewards` scores each prompt only by those that fit its kind:
+# reasoning prompts by accuracy + R1 format + language consistency (as in stage 3), general
+# prompts by the reward model alone (helpfulness or harmlessness), never by the format or
+# language reward, whose reasoning part a simple request's answer is not meant to have.
+RL_ALL_REWARDS = "accuracy=1,format_r1=1,language=1,helpfulness=1,harmlessness=1"
 
 
 def running_mean(metrics_file: Path, key: str, window: int = 3) -> list[float]:
@@ -160,10 +165,9 @@ def r1(cfg: R1Config) -> dict:
     runtime.barrier("r1jax:pairs")
     timed("rm", train_reward_model, RewardModelConfig(out_dir=str(out / "rm"), base_dir=str(sft_dir), pairs=str(pairs),
                                                      trainer=trainer(RewardModelConfig.trainer, cfg.rm_steps)))
-    rl_all = rl("rl_all", sft_dir, cfg.rl_all_steps,
-                  "accuracy=1,format_r1=1,language=1,helpfulness=1,harmlessness=1",
-                  families=FAMILY + ",general:n=1000", reward_model=str(out / "rm"), temperature=0.7,
-                  max_prompt_tokens=64)  # stage 6; general requests run to ~45 tokens in the template
+    rl_all = rl("rl_all", sft_dir, cfg.rl_all_steps, RL_ALL_REWARDS,
+                families=FAMILY + ",general:n=1000", reward_model=str(out / "rm"), temperature=0.7,
+                max_prompt_tokens=64)  # stage 6; general requests run to ~45 tokens in the template
 
     # Stage 7: distillation into a smaller student with its own pretrained initialisation,
     # against RL on that student directly (the paper's Table 6)
