@@ -7,9 +7,13 @@ exactly with `Fraction` where possible, else numerically in complex floating poi
 expressions with variables compare by evaluation at random complex points (probabilistic
 identity testing: two different expressions agreeing at 4 random points is vanishingly
 unlikely). This replaces `sympy.simplify`, whose run time is unbounded and whose import
-alone takes longer than the per-item limit. The public `grade`/`answers_match` run
-in worker processes with a hard per-item time limit (`r1jax.rewards.workers`): a check that
-takes too long is killed and scores False; the caller never blocks or crashes.
+alone takes longer than the per-item limit. Every check is bounded by explicit limits (how much
+of a completion is read and how: `math_extract`; what is parsed and computed: `math_expr`; how
+much comparing one check may do: MAX_MATCH_WORK), so it ends by itself in milliseconds. The
+public `grade`/`answers_match` also run in worker processes with a hard per-item time limit
+(`r1jax.rewards.workers`), a backstop: a check that took too long would be killed and score
+False; the caller never blocks or crashes. Their arguments are checked first (TypeError,
+ValueError), before any worker work.
 
 Comparison rules (see `answers_match`): numbers (integers, decimals, fractions, percents,
 thousands separators, scientific notation), LaTeX forms, units and `\\text{}`, degrees,

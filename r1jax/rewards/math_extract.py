@@ -140,8 +140,10 @@ def _answer_tags(text: str) -> list[str]:
 
 # "The answer is ...", "Final answer: ...": the word, then is / : / = before the answer (not
 # "the answer from the previous step", nor the word inside an <answer> tag left unclosed).
+# The answer runs to the first full stop before a space, newline or end ("(.+?)" up to one, but
+# as character runs, which the regex engine scans without a step per character).
 _PHRASE = re.compile(r"(?<![</\w])(?:final answer|the answer|answer)\s*(?:is|:|=|would be|will be)\s*:?\s*"
-                     r"(.+?)(?:\.(?=\s|$)|\n|$)", re.I | re.S)
+                     r"(.[^.\n]*+(?:\.(?!\s|$)[^.\n]*+)*+)(?:\.(?=\s|$)|\n|$)", re.I | re.S)
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?(?:\s*/\s*[0-9]+)?%?|-?\.[0-9]+")
 # Math spans: $$...$$, \(...\), \[...\], and $...$ by pandoc's rule (no space just inside either
 # dollar, no digit just after the closing one), so the dollars of "$400 + $60 = $460" are money.
