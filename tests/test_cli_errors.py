@@ -38,7 +38,8 @@ def dirs(tmp_path):
 
 @pytest.mark.parametrize("flags,message", [
     (["--reward-weights", "accuracy=one"],
-     "r1jax grpo: reward_weights 'accuracy=one': could not convert string to float: 'one'"),
+     "r1jax grpo: reward_weights 'accuracy=one': the weight of 'accuracy' must be a number, got 'one' "
+     "(e.g. 'accuracy=1,format=0.5')"),
     (["--grpo.minibatches", "0"], "r1jax grpo: grpo.minibatches must be positive, got 0"),
     (["--grpo.kl-estimator", "k4"], "r1jax grpo: grpo.kl_estimator must be one of k1, k2, k3, got 'k4'"),
     (["--trainer.steps", "-5"], "r1jax grpo: trainer.steps must be >= 0, got -5"),

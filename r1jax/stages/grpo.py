@@ -57,6 +57,12 @@ class RLConfig:
         pairs = [p.split("=") for p in self.reward_weights.split(",") if p.strip()]
         if any(len(p) != 2 for p in pairs):
             raise ValueError(f"reward_weights {self.reward_weights!r}: expected 'name=w,name=w'")
+        for name, weight in pairs:
+            try:
+                float(weight)
+            except ValueError:
+                raise ValueError(f"reward_weights {self.reward_weights!r}: the weight of {name.strip()!r} must be a "
+                                 f"number, got {weight.strip()!r} (e.g. 'accuracy=1,format=0.5')") from None
         try:
             return RewardConfig(weights=tuple((k.strip(), float(v)) for k, v in pairs))
         except ValueError as e:
