@@ -62,12 +62,12 @@ def config_json(cfg: Any) -> Any:
 
 
 # Fields that are not a run's identity: how a forward runs, not what it computes (ModelConfig's
-# remat, scan_layers, attention, attention_block, head_chunk: a run saved with one setting
-# resumes with the other, e.g. remat switched on to fit a bigger batch), when the loop gives up
-# on non-finite steps, and where the run directory is (`out_dir`: a run directory is the same
-# run wherever it lives, however its path is spelled).
-_NOT_IDENTITY = {"remat", "scan_layers", "attention", "attention_block", "head_chunk", "max_nonfinite_steps",
-                 "out_dir"}
+# remat, remat_policy, scan_layers, attention, attention_block, head_chunk: a run saved with one
+# setting resumes with the other, e.g. remat switched on to fit a bigger batch), when the loop
+# gives up on non-finite steps, and where the run directory is (`out_dir`: a run directory is the
+# same run wherever it lives, however its path is spelled).
+_NOT_IDENTITY = {"remat", "remat_policy", "scan_layers", "attention", "attention_block", "head_chunk",
+                 "max_nonfinite_steps", "out_dir"}
 # Fields that name a file or directory (a base stage, a data set): compared as paths, see `_Places`.
 _PATH_FIELDS = {"data", "path", "pairs", "tokenizer", "reward_model"}
 

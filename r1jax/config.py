@@ -28,6 +28,7 @@ class RopeScaling:
 
 
 ATTENTION = ("auto", "dense", "blockwise")  # ModelConfig.attention
+REMAT_POLICIES = ("full", "save-dots")  # ModelConfig.remat_policy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ModelConfig:
     param_dtype: str = "float32"  # storage dtype of the parameters
     dtype: str = "float32"  # compute dtype of matmuls; norms and softmax run in float32
     remat: bool = False  # recompute each layer in the backward pass (saves activation memory)
+    remat_policy: str = "full"  # with remat: 'full' keeps only each layer's input, 'save-dots' its matmuls too
     # True: the layer stack runs under lax.scan, one compiled layer body whatever the depth.
     # False: a Python loop over the layers; compile time grows with depth, but each layer's KV
     # cache is updated in place (docs/performance.md measures both). The CPU presets use it.
@@ -66,6 +68,9 @@ class ModelConfig:
     head_chunk: int = 1024  # tokens per LM-head chunk in the training losses; never [rows, T, V] at once
 
     def __post_init__(self):
+        if self.remat_policy not in REMAT_POLICIES:
+            raise ValueError(f"ModelConfig.remat_policy must be one of {', '.join(REMAT_POLICIES)}, "
+                             f"got {self.remat_policy!r}")
         if self.attention not in ATTENTION:
             raise ValueError(f"ModelConfig.attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}")
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "d_ff",
@@ -350,6 +355,7 @@ class ModelOverrides:
     settings: what a forward computes is fixed by the checkpoint."""
 
     remat: bool | None = None  # recompute each layer in the backward pass
+    remat_policy: str | None = None  # with remat: full (keep only layer inputs) or save-dots (keep matmuls)
     scan_layers: bool | None = None  # lax.scan over the layer stack instead of a Python loop
     dtype: str | None = None  # compute dtype: float32, bfloat16 or float16
     attention: str | None = None  # training attention: auto, dense or blockwise

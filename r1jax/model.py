@@ -30,6 +30,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 
 from r1jax.attention import attention_kind, blockwise_attention, decode_attention
 from r1jax.config import ModelConfig, from_dict
@@ -237,7 +238,8 @@ def _dense(x: jax.Array, w: jax.Array, n_in: int = 1) -> jax.Array:
     B, T = x.shape[:2]
     d_in = int(np.prod(w.shape[:n_in]))
     y = matmul(x.reshape(B * T, d_in), w.reshape(d_in, -1), x.dtype)
-    return y.reshape(B, T, *w.shape[n_in:])
+    # named, so that remat policy 'save-dots' can keep it (the custom VJP hides the dot inside)
+    return checkpoint_name(y, "dense").reshape(B, T, *w.shape[n_in:])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -388,8 +390,9 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
     def layer(x, p, k_c=None, v_c=None, write_at=None):
         cached = None if cache is None else (k_c, v_c, old_allowed)
         return _layer(cfg, x, p, rope, allowed, cached, write_at, offset)
-    if cfg.remat:
-        layer = jax.checkpoint(layer, prevent_cse=False)
+    if cfg.remat:  # 'save-dots' keeps the weight matmuls' outputs (`_dense`) and recomputes the rest
+        policy = jax.checkpoint_policies.save_only_these_names("dense") if cfg.remat_policy == "save-dots" else None
+        layer = jax.checkpoint(layer, prevent_cse=False, policy=policy)
     if cfg.scan_layers:
         def body(x, xs):
             x, kv = layer(x, *xs)
