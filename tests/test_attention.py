@@ -31,9 +31,8 @@ def _batch():
     return tokens, mask, positions, segments, packed_positions
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("layout", ["left-padded", "packed"])
-@pytest.mark.parametrize("scan", [True, False])
+@pytest.mark.parametrize("dtype,layout,scan", [("float32", "left-padded", True), ("float32", "packed", False),
+                                               ("bfloat16", "left-padded", False), ("bfloat16", "packed", True)])
 def test_blockwise_attention_equals_dense(tiny_cfg, dtype, layout, scan):
     """Logits and parameter gradients of a whole forward, with blocks of 16 (70 tokens: five
     blocks, the last one partial), against the dense path's. float32: equal within 2e-5 of the
@@ -90,7 +89,7 @@ def test_a_prefill_into_a_cache_runs_the_dense_path_either_way(tiny_cfg):
     np.testing.assert_allclose(np.asarray(steps[0]), np.asarray(steps[1]), atol=2e-5, rtol=0)
 
 
-@pytest.mark.parametrize("chunk", [7, 16, 49])
+@pytest.mark.parametrize("chunk", [7, 49])
 def test_chunked_head_logprobs_equal_the_whole_vocabulary(tiny_cfg, chunk):
     """GRPO's log-probs and entropy (temperature 0.7) and their gradients with the LM head run
     `chunk` tokens at a time (49 of 50: one full chunk and a one-token remainder) equal a
@@ -221,8 +220,9 @@ def _rollouts(rng, n, P=12, N=20):
     return prompts, completions, tokens, mask, targets, cmask
 
 
-@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
-@pytest.mark.parametrize("attention", ["dense", "blockwise"])
+@pytest.mark.parametrize("agg,attention", [("seq-mean-token-mean", "dense"), ("token-mean", "blockwise"),
+                                           ("seq-mean-token-sum-norm", "dense"),
+                                           ("seq-mean-token-sum-norm", "blockwise")])
 def test_a_packed_grpo_update_equals_the_padded_one(tiny_cfg, agg, attention):
     """Rollouts of mixed lengths packed into rows (first-fit, segment ids, positions from 0 per
     rollout) give each rollout's log-probs within 1e-6 (relative: log-probs near -9 differ by an
