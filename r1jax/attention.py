@@ -36,6 +36,20 @@ def attention_kind(setting: str, T: int, block: int) -> str:
     return setting
 
 
+def _online_softmax(carry: tuple, s: jax.Array, allowed: jax.Array, mix) -> tuple:
+    """One key block of an online softmax. carry = (running max m, running sum, weighted values
+    acc), all float32; s: the block's float32 scores [..., S]; allowed: broadcastable to s;
+    mix(p) -> float32 [..., H]: the block's values weighted by p [..., S]. Masked keys weigh
+    exactly 0. The running max only shifts the exponent (the result does not depend on it), so
+    no gradient flows through it."""
+    m, total, acc = carry
+    s = jnp.where(allowed, s, jnp.finfo(jnp.float32).min)
+    m_new = jax.lax.stop_gradient(jnp.maximum(m, s.max(-1)))
+    p = jnp.where(allowed, jnp.exp(s - m_new[..., None]), 0.0)
+    scale = jnp.exp(m - m_new)
+    return m_new, total * scale + p.sum(-1), acc * scale[..., None] + mix(p)
+
+
 def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array,
                         segment_ids: jax.Array | None, *, block: int, dtype) -> jax.Array:
     """Causal attention of q [B, T, N, H] over keys k [B, K, H, T] and values v [B, K, T, H]
@@ -68,20 +82,13 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.
         """One query block qb [B, K, G, Q, H] against key blocks 0..i -> [B, K, G, Q, H] float32."""
         def key_block(carry, j):
             def tile(carry):
-                m, total, acc = carry
                 s = jnp.einsum("BKGQH,BKHS->BKGQS", qb, ks[j], preferred_element_type=jnp.float32)
                 q_pos, k_pos = i * b + within, j * b + within
                 allowed = ((q_pos[:, None] >= k_pos[None, :])[None] & kms[j][:, None, :]) | \
                     (q_pos[:, None] == k_pos[None, :])[None]
                 allowed = (allowed & (seg_q[:, :, None] == segs[j][:, None, :]))[:, None, None]  # [B, 1, 1, Q, S]
-                s = jnp.where(allowed, s, jnp.finfo(jnp.float32).min)
-                # the running max only shifts the exponent; the result does not depend on it
-                m_new = jax.lax.stop_gradient(jnp.maximum(m, s.max(-1)))
-                p = jnp.where(allowed, jnp.exp(s - m_new[..., None]), 0.0)
-                scale = jnp.exp(m - m_new)
-                acc = acc * scale[..., None] + jnp.einsum("BKGQS,BKSH->BKGQH", p.astype(dtype), vs[j],
-                                                          preferred_element_type=jnp.float32)
-                return m_new, total * scale + p.sum(-1), acc
+                return _online_softmax(carry, s, allowed, lambda p: jnp.einsum(
+                    "BKGQS,BKSH->BKGQH", p.astype(dtype), vs[j], preferred_element_type=jnp.float32))
             return jax.lax.cond(j <= i, tile, lambda c: c, carry), None
 
         init = (jnp.full((B, K, G, b), jnp.finfo(jnp.float32).min), jnp.zeros((B, K, G, b)),
@@ -115,14 +122,9 @@ def decode_attention(q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, allow
     qs = (q.reshape(B, K, G, H) * jnp.asarray(H ** -0.5, q.dtype)).astype(dtype)
 
     def tile(carry, kb, vb, ab):  # kb [B, K, H, c], vb [B, K, c, H], ab [B, c]
-        m, total, acc = carry
         s = (qs[..., None].astype(jnp.float32) * kb[:, :, None].astype(jnp.float32)).sum(-2)  # [B, K, G, c]
-        s = jnp.where(ab[:, None, None], s, jnp.finfo(jnp.float32).min)
-        m_new = jnp.maximum(m, s.max(-1))
-        p = jnp.where(ab[:, None, None], jnp.exp(s - m_new[..., None]), 0.0)
-        scale = jnp.exp(m - m_new)
-        mixed = (p.astype(dtype)[..., None] * vb[:, :, None].astype(dtype)).sum(-2).astype(jnp.float32)
-        return m_new, total * scale + p.sum(-1), acc * scale[..., None] + mixed
+        return _online_softmax(carry, s, ab[:, None, None], lambda p: (
+            p.astype(dtype)[..., None] * vb[:, :, None].astype(dtype)).sum(-2).astype(jnp.float32))
 
     def step(carry, j):
         def read(carry):

@@ -124,10 +124,12 @@ def pack_rollouts(prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
     flat = {k: np.zeros(n_flat, np.int32) for k in ("rows", "cols", "targets", "seq", "pos")}
     flat["seq"][:] = len(prompts)
     at_flat = 0
+    in_row = [0] * n_rows  # sequences written to each row so far: the next one's segment id - 1
     for i, ((r, at), p, c) in enumerate(zip(where, prompts, completions)):
         n = len(p) + len(c)
         tokens[r, at:at + n] = [*p, *c]
-        segments[r, at:at + n] = segments[r].max() + 1
+        in_row[r] += 1
+        segments[r, at:at + n] = in_row[r]
         positions[r, at:at + n] = np.arange(n)
         sl = slice(at_flat, at_flat + len(c))
         flat["rows"][sl], flat["cols"][sl] = r, at + len(p) - 1 + np.arange(len(c))

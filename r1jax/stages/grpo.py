@@ -176,10 +176,11 @@ def grpo(cfg: RLConfig) -> dict:
         t2 = time.time()
         rng = np.random.default_rng([seed, step])
         perm = rng.permutation(B)
-        if g.length_grouped and not g.pack:  # rollouts of similar length share a mini-batch, in random order
+        grouped = g.length_grouped and not g.pack  # packed updates need no length bands: random mini-batches
+        if grouped:  # rollouts of similar length share a mini-batch, in random order
             perm = perm[np.argsort(lengths[perm], kind="stable")]
         minibatches = np.split(perm, g.minibatches)
-        if g.length_grouped and not g.pack:
+        if grouped:
             minibatches = [minibatches[i] for i in rng.permutation(g.minibatches)]
         mb_batches = []
         for mb in minibatches:
