@@ -14,7 +14,7 @@ import numpy as np
 
 from r1jax.rewards import format as fmt
 from r1jax.rewards import math as math_reward
-from r1jax.rewards.code import CodeProblem, code_rewards
+from r1jax.rewards.code import code_rewards, problem_from_example
 from r1jax.rewards.language import language_consistency
 from r1jax.rewards.reward_model import RewardModel, harmlessness, helpfulness
 from r1jax.tasks import Example, countdown_check, extract_countdown_expression
@@ -23,8 +23,8 @@ __all__ = ["RewardConfig", "compute_rewards", "accuracy", "RULE_REWARDS"]
 
 
 def accuracy(completions: Sequence[str], examples: Sequence[Example], timeout: float = 0.5) -> np.ndarray:
-    """1/0 by the example's own checker: countdown by its expression rules, code by running its
-    tests in the sandbox, everything else by math answer equivalence (extraction mode from
+    """1/0 by the example's own checker: countdown by its expression rules, code by calling its
+    function on the cases in the sandbox, everything else by math answer equivalence (extraction mode from
     `metadata['answer_mode']`, default auto)."""
     out = np.zeros(len(completions), np.float32)
     math_idx, code_idx = [], []
@@ -37,8 +37,7 @@ def accuracy(completions: Sequence[str], examples: Sequence[Example], timeout: f
         else:
             math_idx.append(i)
     if code_idx:
-        problems = [CodeProblem(id=examples[i].id, prompt=examples[i].prompt, tests=examples[i].metadata["tests"],
-                                entry_point=examples[i].metadata["entry_point"]) for i in code_idx]
+        problems = [problem_from_example(examples[i]) for i in code_idx]
         out[code_idx] = code_rewards([completions[i] for i in code_idx], problems)
     by_mode: dict[str, list[int]] = {}
     for i in math_idx:
