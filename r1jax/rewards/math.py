@@ -16,9 +16,12 @@ False; the caller never blocks or crashes. Their arguments are checked first (Ty
 ValueError), before any worker work.
 
 Comparison rules (see `answers_match`): numbers (integers, decimals, fractions, percents,
-thousands separators, scientific notation), LaTeX forms, units and `\\text{}`, degrees,
-equations `x = 3` vs `3`, tuples/points (ordered), intervals and unions (bracket types
-matter), sets and bare lists (unordered), matrices, multiple-choice letters, plain words.
+thousands separators, scientific notation, decimal commas), LaTeX forms, units and `\\text{}`,
+degrees, labelled answers (`x = 3`, `(p, q) = (3, 2)`, `AB = 4, CD = 5` vs the values), equations
+up to a constant factor, inequalities vs intervals, tuples/points (ordered), intervals and
+unions (bracket types matter), sets and bare lists (unordered, repeats ignored), `\\pm`,
+matrices, decimals vs the exact values they round (3+ significant digits), multiple-choice
+letters, plain words.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import functools
 import re
 from typing import Sequence
 
-from r1jax.rewards.math_expr import Node, ParseError, exprs_equal, parse_expr
+from r1jax.rewards.math_expr import Node, ParseError, exprs_equal, parse_expr, proportional, rounds_to
 from r1jax.rewards.math_extract import (
     MAX_ANSWER_TEXT,
     MAX_COMPLETION_CHARS,
     MODES,
     answer_parts,
+    decimal_comma,
     last_boxed,
     normalize,
     plain_number,
@@ -76,27 +80,80 @@ def _balanced(s: str) -> bool:
     return depth == 0
 
 
-_MATRIX = re.compile(r"\\begin\{[pbvBV]?matrix\}(.*)\\end\{[pbvBV]?matrix\}", re.S)
-# The left side of 'x = 3', 'f(x) = ...', '\theta = ...', or of working without unknowns '180 - 135 = 45'
-_EQ_LHS = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?(?:\([a-zA-Z]\))?\s*(?:=|\\in)\s*(?!.*=)|^\\[a-zA-Z]+\s*=\s*(?!.*=)"
-                     r"|^[-–+*/().,%0-9\s]+(?:(?:\\(?:times|cdot|div)|(?<=[0-9]) ?x ?(?=[0-9]))[-–+*/().,%0-9\s]+)*"
-                     r"=\s*(?!.*=)")
-_INEQ = re.compile(r"^([a-zA-Z])\s*(<|>|\\leq|\\geq|<=|>=)\s*(.+)$")
+_MATRIX = re.compile(r"\\begin\{(?:[pbvBV]?matrix|array)\}(.*)\\end\{(?:[pbvBV]?matrix|array)\}", re.S)
+# What an answer names rather than computes: x, a_{37}, f(x), \theta (not \infty or \pi, values)
+_VARIABLE = re.compile(r"[a-zA-Z](?:_\{?\w+\}?)?(?:\([a-zA-Z]\))?|\\(?!infty|pi\b)[a-zA-Z]+")
+# Working without unknowns, '180 - 135' of '180 - 135 = 45', '2 x 17' of '2 x 17 = 34'
+_WORKING = re.compile(r"[-–+*/().,%0-9\s]+(?:(?:\\(?:times|cdot|div)|(?<=[0-9]) ?x ?(?=[0-9]))[-–+*/().,%0-9\s]+)*")
+_RELATION = re.compile(r"(\\leq|\\geq|<|>)")
+_DECIMAL = re.compile(r"-?[0-9]*\.[0-9]+")
+
+
+def _is_label(lhs: str) -> bool:
+    """Is `lhs` of 'lhs = value' a name for the value ('x', '(p, q)', 'AB', '|AB|', 'f(x)',
+    'V_1 : V_2', '\\frac{NO}{BO}'), not an expression it is equated with ('a + 3z', '2x', '7')?
+    No sum or difference at top level, not starting with a digit."""
+    lhs = lhs.strip()
+    return not lhs or (not lhs[0].isdigit() and len(_split_top(lhs, ["+", "-"])) == 1)
 
 
 def _strip_lhs(s: str) -> str:
-    """'x = 3' -> '3' (one variable, one '='), 'f(x) = ...' -> '...', '180 - 135 = 45' -> '45',
-    'h = 8,000' -> '8000' (`plain_number`)."""
-    return plain_number(_EQ_LHS.sub("", s, count=1).strip())
+    """The value an answer states: 'x = 3' -> '3', '(p, q) = (3, 2)' -> '(3, 2)', 'x \\in [2, 5]'
+    -> '[2, 5]', working '180 - 135 = 45' -> '45', a chain 'x = 5+5+1 = 11' -> '11' (its last
+    side), 'x = 1/3 \\approx 0.33' -> '1/3' (the exact value before an approximation), 'h = 8,000'
+    -> '8000' (`plain_number`). An equation whose left side is an expression ('a + 3z = 0') is
+    kept: 0 is not its value."""
+    approx = _split_top(s, ["\\approx"])
+    if len(approx) > 1:
+        s = approx[0] if "=" in approx[0] else approx[-1]
+    member = _split_top(s, ["\\in "])
+    if len(member) == 2 and _VARIABLE.fullmatch(member[0]):
+        return plain_number(member[1])
+    sides = _split_top(s, ["="])
+    if len(sides) > 2 and len(_split_top(s, [","])) > 1:  # 'x = 3, y = 4': a list, each item labelled
+        return s
+    if len(sides) > 2 or (len(sides) == 2 and (_is_label(sides[0]) or (
+            _WORKING.fullmatch(sides[0]) and not re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", sides[1]))))):
+        return plain_number(sides[-1])
+    return s
 
 
-def _inequality_as_interval(s: str) -> str | None:
-    m = _INEQ.match(s)
-    if not m:
+def _as_interval(s: str) -> tuple[str, str] | None:
+    """An inequality in one unknown as (unknown, interval): 'x \\geq 5', '5 \\leq x' -> ('x', '[5,
+    \\infty)'), '-x > -1' -> ('x', '(-\\infty, 1)'), '-1 < x \\leq 3' -> ('x', '(-1, 3]'); None
+    for anything else."""
+    parts = [x.strip() for x in _RELATION.split(s)]
+    if not all(parts) or not all(_balanced(x) for x in parts[::2]):
         return None
-    op, bound = m.group(2), m.group(3)
-    return {"<": f"(-\\infty, {bound})", ">": f"({bound}, \\infty)", "\\leq": f"(-\\infty, {bound}]",
-            "<=": f"(-\\infty, {bound}]", "\\geq": f"[{bound}, \\infty)", ">=": f"[{bound}, \\infty)"}[op]
+    upper = {"<": ")", "\\leq": "]"}
+    if len(parts) == 3:
+        a, op, b = parts
+        if not _VARIABLE.fullmatch(a):
+            flip = {"<": ">", ">": "<", "\\leq": "\\geq", "\\geq": "\\leq"}
+            if _VARIABLE.fullmatch(b):  # '5 \leq x' is 'x \geq 5'
+                a, op, b = b, flip[op], a
+            elif a[0] == "-" and _VARIABLE.fullmatch(a[1:].strip()):  # '-x > -1' is 'x < 1'
+                a, op, b = a[1:].strip(), flip[op], f"-({b})"
+            else:
+                return None
+        if op in upper:
+            return a, f"(-\\infty, {b}{upper[op]}"
+        return a, f"{'(' if op == '>' else '['}{b}, \\infty)"
+    if len(parts) == 5 and _VARIABLE.fullmatch(parts[2]):
+        lo, op1, x, op2, hi = parts
+        if op1 in upper and op2 in upper:
+            return x, f"{'(' if op1 == '<' else '['}{lo}, {hi}{upper[op2]}"
+        if op1 not in upper and op2 not in upper:  # '3 \geq x > -1'
+            return x, f"{'(' if op2 == '>' else '['}{hi}, {lo}{')' if op1 == '>' else ']'}"
+    return None
+
+
+def _plus_minus(s: str) -> str:
+    """'1 \\pm \\sqrt{19}' as the list of its two values '1 + \\sqrt{19}, 1 - \\sqrt{19}'; an answer
+    with no top-level \\pm, or with more than one, unchanged."""
+    if len(_split_top(s, ["\\pm"])) != 2 or len(_split_top(s, [","])) != 1:
+        return s
+    return f"{s.replace(chr(92) + 'pm', '+', 1)}, {s.replace(chr(92) + 'pm', '-', 1)}"
 
 
 # Work done by one check's comparisons, at most: one unit per structural comparison (a list of n
@@ -151,25 +208,46 @@ def _match_norm(g: str, p: str, depth: int, work: list[int]) -> bool:
     if "\\cup" in g or "\\cup" in p:
         ug, up = _split_top(g, ["\\cup"]), _split_top(p, ["\\cup"])
         return _unordered(ug, up, depth, work)
-    # inequality vs interval
-    for a, b in ((g, p), (p, g)):
-        iv = _inequality_as_interval(a)
-        if iv is not None and _INEQ.match(b) is None:
-            return _match_norm(iv, b, depth + 1, work) if a is g else _match_norm(g, iv, depth + 1, work)
-    # equations
-    g2, p2 = _strip_lhs(g), _strip_lhs(p)
-    if (g2, p2) != (g, p):
-        return _match_norm(g2, p2, depth + 1, work)
-    if "=" in g and "=" in p and "\\leq" not in g:
-        gs, ps = _split_top(g, ["="]), _split_top(p, ["="])
-        return len(gs) == len(ps) == 2 and (
-            (_match_norm(gs[0], ps[0], depth + 1, work) and _match_norm(gs[1], ps[1], depth + 1, work))
-            or (_match_norm(gs[0], ps[1], depth + 1, work) and _match_norm(gs[1], ps[0], depth + 1, work)))
+    if "\\pm" in g or "\\pm" in p:
+        g2, p2 = _plus_minus(g), _plus_minus(p)
+        if (g2, p2) != (g, p):
+            return _match_norm(g2, p2, depth + 1, work)
+    # a decimal comma ("3,5" against 3.5): only against one number that is not whole (see decimal_comma)
+    dg, dp = decimal_comma(g), decimal_comma(p)
+    if dg and _DECIMAL.fullmatch(p) or dp and _DECIMAL.fullmatch(g):
+        return _match_norm(dg or g, dp or p, depth + 1, work)
     # sets: \{a, b\}
     sg, sp = _set_items(g), _set_items(p)
     if sg is not None or sp is not None:
         return _unordered(sg if sg is not None else _split_top(g, [","]),
                           sp if sp is not None else _split_top(p, [","]), depth, work)
+    # bare lists "1, 2, 3", "(1, 2), (3, 4)", "x = 3, y = 4": the order of solutions is not part of
+    # the answer; each item is compared whole (a label on an item is that item's)
+    lg, lp = _split_top(g, [","]), _split_top(p, [","])
+    if (len(lg) > 1 or len(lp) > 1) and _bracketed(g) is None and _bracketed(p) is None:
+        g2, p2 = _strip_lhs(g), _strip_lhs(p)
+        if (g2, p2) != (g, p) and "," not in g2 + p2:  # 'h = 8,000' is one number
+            return _match_norm(g2, p2, depth + 1, work)
+        return _unordered(lg, lp, depth, work)
+    # inequalities against intervals and against each other: 'x \geq 5', '5 \leq x', '[5, \infty)'
+    ig, ip = _as_interval(g), _as_interval(p)
+    if ig or ip:
+        if ig and ip and ig[0] != ip[0]:
+            return False
+        return _match_norm(ig[1] if ig else g, ip[1] if ip else p, depth + 1, work)
+    # equations: the same sides, or the same equation times a constant ('2x+2y=4' is 'x+y=2')
+    eg, ep = _split_top(g, ["="]), _split_top(p, ["="])
+    if len(eg) == len(ep) == 2:
+        if (_match_norm(eg[0], ep[0], depth + 1, work) and _match_norm(eg[1], ep[1], depth + 1, work)) or (
+                _match_norm(eg[0], ep[1], depth + 1, work) and _match_norm(eg[1], ep[0], depth + 1, work)):
+            return True
+        work[0] -= 2 * EXPR_COST
+        if _same_equation(eg, ep):
+            return True
+    # what an answer is labelled with or works out to: 'x = 3' and '3', '(p, q) = (3, 2)'
+    g2, p2 = _strip_lhs(g), _strip_lhs(p)
+    if (g2, p2) != (g, p):
+        return _match_norm(g2, p2, depth + 1, work)
     # tuples and intervals: brackets must agree
     tg, tp = _bracketed(g), _bracketed(p)
     if tg or tp:
@@ -178,10 +256,6 @@ def _match_norm(g: str, p: str, depth: int, work: list[int]) -> bool:
             return (og, cg) == (op_, cp) and len(eg) == len(ep) and all(
                 _match_norm(x, y, depth + 1, work) for x, y in zip(eg, ep))
         return False
-    # bare lists "1, 2, 3": the order of solutions is not part of the answer
-    lg, lp = _split_top(g, [","]), _split_top(p, [","])
-    if len(lg) > 1 or len(lp) > 1:
-        return len(lg) == len(lp) and _unordered(lg, lp, depth, work)
     work[0] -= EXPR_COST
     return _expr_match(g, p)
 
@@ -205,7 +279,14 @@ def _bracketed(s: str):
     return None
 
 
+def _distinct(items: list[str]) -> list[str]:
+    """Items without repeats written alike: a set of solutions lists each once."""
+    seen: set[str] = set()
+    return [x for x in items if not (x.replace(" ", "") in seen or seen.add(x.replace(" ", "")))]
+
+
 def _unordered(a: list[str], b: list[str], depth: int, work: list[int]) -> bool:
+    a, b = _distinct(a), _distinct(b)
     if len(a) != len(b):
         return False
     if sorted(x.replace(" ", "") for x in a) == sorted(y.replace(" ", "") for y in b):
@@ -229,11 +310,26 @@ def _parsed(s: str) -> Node | None:
 
 
 def _expr_match(g: str, p: str) -> bool:
+    """Equal values, or a decimal and an exact value that rounds to it ('0.333' and 1/3: `rounds_to`)."""
     ng, np_ = _parsed(g), _parsed(p)
     if ng is None or np_ is None:
         return False
     try:
-        return exprs_equal(ng, np_)
+        return exprs_equal(ng, np_) or (_DECIMAL.fullmatch(p) is not None and _DECIMAL.fullmatch(g) is None
+                                         and rounds_to(ng, p)) or (
+            _DECIMAL.fullmatch(g) is not None and _DECIMAL.fullmatch(p) is None and rounds_to(np_, g))
+    except (RecursionError, MemoryError, OverflowError, ValueError, ZeroDivisionError):
+        return False
+
+
+def _same_equation(eg: list[str], ep: list[str]) -> bool:
+    """Are 'a = b' and 'c = d' one equation up to a constant factor: a - b = k (c - d), k != 0?"""
+    nodes = [_parsed(x) for x in (*eg, *ep)]
+    if any(n is None for n in nodes):
+        return False
+    a, b, c, d = nodes
+    try:
+        return proportional(Node("+", (a, Node("neg", (b,)))), Node("+", (c, Node("neg", (d,)))))
     except (RecursionError, MemoryError, OverflowError, ValueError, ZeroDivisionError):
         return False
 
@@ -245,9 +341,8 @@ def _answers_match_local(gold: str, pred: str) -> bool:
     if not isinstance(gold, str) or not isinstance(pred, str):
         return False
     g_raw = gold.strip()
-    boxed = last_boxed(g_raw)
-    if boxed is not None:
-        g_raw = boxed
+    if "box" in g_raw:  # a gold given as boxed answers ("\\boxed{1} and \\boxed{-2}") is what they say together
+        g_raw = final_answer(g_raw, "boxed") or g_raw
     g, p = normalize(g_raw), normalize(pred)
     if not p:
         return False

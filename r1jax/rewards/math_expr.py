@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["ParseError", "Node", "parse_expr", "exprs_equal"]
+__all__ = ["ParseError", "Node", "parse_expr", "exprs_equal", "proportional", "rounds_to"]
 
 MAX_ANSWER_CHARS = 400  # longer "answers" are not parsed (string equality only)
 MAX_DIGITS = 60
@@ -417,3 +417,58 @@ def _exprs_equal(a: Node, b: Node) -> bool:
         if not vars_:
             return True
     return agree >= 2
+
+
+def proportional(a: Node, b: Node) -> bool:
+    """Is a = c * b for a constant c != 0, with variables in both? The sides of two equations
+    moved to one side: "2x+2y-2z=4" is "x+y-z=2" (c = 2), "2x+4y-3=0" is "y=-x/2+3/4" (c = -4).
+    Decided as `exprs_equal` is, by evaluation at random complex points."""
+    vars_ = sorted(_free_vars(a) | _free_vars(b))
+    if not vars_ or len(vars_) > 6 or not (_free_vars(a) and _free_vars(b)):
+        return False
+    rng = random.Random(1)
+    ratio, agree = None, 0
+    for _ in range(6):
+        env = {v: complex(rng.uniform(0.5, 2.5), rng.uniform(-0.5, 0.5)) for v in vars_}
+        try:
+            va, vb = _numeric(a, env), _numeric(b, env)
+            r = va / vb
+        except (ZeroDivisionError, OverflowError, ValueError, KeyError, TypeError):
+            continue
+        if ratio is None:
+            ratio = r
+            if not abs(r) > 1e-9:
+                return False
+        elif not _close(r, ratio):
+            return False
+        agree += 1
+    return agree >= 3
+
+
+# A decimal approximates an exact value only with at least this many significant digits: "0.333"
+# is 1/3 and "3.14" is pi, but "0.3" and "0.33" are too coarse to tell 1/3 from 0.3 or 33/100.
+MIN_SIGNIFICANT_DIGITS = 3
+
+
+def rounds_to(exact: Node, decimal: str) -> bool:
+    """Is `decimal` (digits with a decimal point, as written: "0.333", "-2.6667") the value of
+    `exact` rounded to the places it gives, with MIN_SIGNIFICANT_DIGITS or more? "0.333" and
+    "0.3333" are 1/3, "0.334" and "0.3" are not; "1.414" is sqrt 2. `exact` must be a constant."""
+    m = re.fullmatch(r"-?([0-9]*)\.([0-9]+)", decimal)
+    if not m or len((m.group(1) + m.group(2)).lstrip("0")) < MIN_SIGNIFICANT_DIGITS:
+        return False
+    half_unit = Fraction(1, 2 * 10 ** len(m.group(2)))
+    d = Fraction(decimal)
+    try:
+        return abs(_exact(exact) - d) <= half_unit
+    except (_Inexact, ZeroDivisionError, OverflowError, ValueError):
+        pass
+    if _free_vars(exact):
+        return False
+    try:
+        v = _numeric(exact, {})
+    except (ZeroDivisionError, OverflowError, ValueError, KeyError, TypeError):
+        return False
+    # floating point error of the exact side: far below a half unit of any decimal a person writes
+    return abs(v.imag) <= 1e-12 * max(1.0, abs(v)) and abs(v.real - float(d)) <= float(half_unit) * (1 + 1e-9) + \
+        1e-12 * abs(v.real)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["answer_parts", "last_boxed", "all_boxed", "normalize", "is_prose", "plain_number"]
+__all__ = ["answer_parts", "last_boxed", "all_boxed", "normalize", "is_prose", "plain_number", "decimal_comma"]
 
 MAX_COMPLETION_CHARS = 200_000
 
@@ -146,10 +146,11 @@ _PHRASE = re.compile(r"(?<![</\w])(?:final answer|the answer|answer)\s*(?:is|:|=
                      r"(.[^.\n]*+(?:\.(?!\s|$)[^.\n]*+)*+)(?:\.(?=\s|$)|\n|$)", re.I | re.S)
 _NUMBER = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?(?:\s*/\s*[0-9]+)?%?|-?\.[0-9]+")
 # Math spans: $$...$$, \(...\), \[...\], and $...$ by pandoc's rule (no space just inside either
-# dollar, no digit just after the closing one), so the dollars of "$400 + $60 = $460" are money.
+# dollar, no digit just after the closing one), so the dollars of "$400 + $60 = $460" are money;
+# "$ \begin{pmatrix}...\end{pmatrix} $", spaces inside but a LaTeX command, is math too.
 # A span holds no opening of its own kind ("\( a \( b \)" is the span " b "), so an opening that
 # is never closed reads up to the next one, not to the end of the text.
-_MATH_SPAN = re.compile(r"\$\$((?:(?!\$\$).)+?)\$\$|\$(?!\s)([^$]+?)(?<!\s)\$(?!\d)"
+_MATH_SPAN = re.compile(r"\$\$((?:(?!\$\$).)+?)\$\$|\$(?!\s)([^$]+?)(?<!\s)\$(?!\d)|\$ ([^$\\]*\\[a-zA-Z][^$]*) \$"
                         r"|\\\(((?:(?!\\\().)+?)\\\)|\\\[((?:(?!\\\[).)+?)\\\]", re.S)
 _GSM8K_FINAL = re.compile(r"^####\s*(\S[^\n]*)", re.M)  # GSM8K's final-answer line
 _VERB = re.compile(r"\b(?:is|are|equals|was|were|be|gives|get)\s+(.+?)\.?$")
@@ -160,9 +161,12 @@ _UNKNOWN = r"[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*[^=\s](?:[^=]*[^=\s])?"
 _EQUATIONS = re.compile(
     rf"(?:so|thus|therefore|hence|then)?,?\s*({_UNKNOWN}(?:\s*(?:,|\bor\b|\band\b)\s*{_UNKNOWN})*)\s*", re.I)
 # What may stand between two answers of one list: "\boxed{2} and \boxed{3}", "$x = 2$ or $x = 3$",
-# "\boxed{1}, \boxed{4}". Anything else ("\boxed{2}, no wait, \boxed{3}") ends the list.
-_CONNECTIVE = re.compile(r"(?:\s|,|;|\$|\\quad|\\qquad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b|[a-zA-Z]\s*=)*",
-                         re.I)
+# "\boxed{1}, \boxed{4}", "\( y_1 = \boxed{..} \) and \( y_2 = \boxed{..} \)", a word before "and"
+# ("\boxed{1} papers and \boxed{2} bins", "\boxed{(3, 3)} \text{ for part (a) and } \boxed{(1, 1)}").
+# Anything else ("\boxed{2}, no wait, \boxed{3}") ends the list; so does a gap over MAX_CONNECTIVE.
+_CONNECTIVE = re.compile(r"(?:\s|,|;|\$|\\quad|\\qquad|\\[()\[\]]|\\text\{[^{}]{0,30}?\b(?:and|or)\s*\}|\band\b|\bor\b"
+                         r"|\b[a-zA-Z]+\s+and\b|[a-zA-Z](?:_\{?\w+\}?)?\s*=)*", re.I)
+MAX_CONNECTIVE = 200
 
 
 def _math_spans(text: str) -> list[tuple[int, int, str]]:
@@ -176,7 +180,8 @@ def _last_run(spans: list[tuple[int, int, str]], text: str) -> list[str]:
     if not spans:
         return []
     k = len(spans) - 1
-    while k > max(0, len(spans) - MAX_ANSWER_PARTS) and _CONNECTIVE.fullmatch(text[spans[k - 1][1]:spans[k][0]]):
+    while k > max(0, len(spans) - MAX_ANSWER_PARTS) and spans[k][0] - spans[k - 1][1] <= MAX_CONNECTIVE and \
+            _CONNECTIVE.fullmatch(text[spans[k - 1][1]:spans[k][0]]):
         k -= 1
     return [c for _, _, c in spans[k:]]
 
@@ -200,27 +205,51 @@ def _candidates(completion: str, mode: str) -> list[list[str]]:
             return []
         if "<answer>" in text:  # an answer cut off (or never closed): the answer is what follows the tag
             text = text[text.rindex("<answer>") + len("<answer>"):]
+    first = text.lower().find("answer") if mode == "auto" else -1  # a regex attempt per character: start at the word
+    phrases = list(_PHRASE.finditer(text, max(first - 7, 0))) if first >= 0 else []
     if mode in ("auto", "boxed"):
-        boxed = _last_run(_boxed_spans(text), text)
+        spans = _boxed_spans(text)
+        # "\boxed{255} ... Final Answer: The final answer is $10,455$.": a stated answer after the
+        # last box is the later word (unless it is only words: "The answer is correct.")
+        restated = bool(spans and phrases) and phrases[-1].start() >= spans[-1][1] and (
+            "$" in phrases[-1].group(1) or not _passed_over(phrases[-1].group(1)))
+        boxed = [] if restated else _last_run(spans, text)
         if boxed or mode == "boxed":
             return [boxed] if boxed else []
     if mode == "auto":
         hashes = _GSM8K_FINAL.findall(text) if "####" in text else []
         if hashes:
             return [[hashes[-1].rstrip()]]
-        first = text.lower().find("answer")  # the scan costs a regex attempt per character: start at the word
-        phrases = list(_PHRASE.finditer(text, max(first - 7, 0))) if first >= 0 else []
         if phrases:
             cand = phrases[-1].group(1).strip().strip("*").strip()  # "**Answer:** 7", "**7**"
             tail = cand[-MAX_READING_CHARS:]
-            span = _last_run(_math_spans(tail), tail)
+            spans = _math_spans(tail)
+            # "The largest $n$ is 34": the math names what the answer is about, the number after is it
+            if spans and re.match(r"\s*(?:is|are|equals|=)\s+[^$]*[0-9]", tail[spans[-1][1]:]):
+                spans = []
+            span = _last_run(spans, tail)
             return ([span] if span else []) + [[cand]] + _last_number(tail)
         stripped = text.strip()
         if stripped:
             line = stripped[-MAX_READING_CHARS - 1:].splitlines()[-1][-MAX_READING_CHARS:]
-            span = _last_run(_math_spans(line), line)
+            if line.strip() in ("\\]", "$$"):  # display math over several lines ends the text: read all of it
+                opener = stripped.rfind("\\[" if line.strip() == "\\]" else "$$", 0, len(stripped) - 2)
+                line = stripped[max(opener, len(stripped) - MAX_READING_CHARS):]
+            spans = _math_spans(line)
+            span = _last_run(spans, line)
             if span:
-                return [span] + _last_number(line)
+                # "... is $(7, 6)$." but not "$d = 90/n$ ... Therefore there are 12 sequences. I hope
+                # it is correct.": later sentences that state a number come after the math
+                after = line[spans[-1][1]:]
+                later = _last_number(after) if re.search(r"[.!?]\s", after) else []
+                return later + [span] + _last_number(line)
+            # an answer written bare: "(1,2)", "\frac{10}{9}", "1 000", "$\frac13 $" (no words, one
+            # sentence, no two numbers side by side unless thousands "1 000"), not its last number
+            bare = line.strip().rstrip(".").strip()
+            bare = bare if len(bare) <= MAX_ANSWER_TEXT else ""
+            if bare and not is_prose(normalize(bare)) and not re.search(r"\.\s", bare) and (
+                    not re.search(r"[0-9]\s+[0-9]", bare) or plain_number(bare) != bare):
+                return [[bare]] + _last_number(line)
             # "... the solutions are 1, 2, and 3." / "so x equals 5"
             last = re.split(r"(?<=[^0-9])\.\s+", line.strip())[-1]
             verb = _VERB.search(last)  # a match runs to the end of `last`: the first is the only one
@@ -229,6 +258,8 @@ def _candidates(completion: str, mode: str) -> list[list[str]]:
             eq = _EQUATIONS.fullmatch(last)
             if eq:  # "So x = 2 or x = 3.", but not a chain of working "5 - 4 = 1. 1 - 9 = -8."
                 return [[eq.group(1)]] + _last_number(last)
+            if bare and " " not in normalize(bare):  # one word, "\text{Evelyn}": the answer if it has no number
+                return _last_number(line) + [[bare]]
     return _last_number(text)
 
 
@@ -259,7 +290,8 @@ MODES = ("auto", "answer_tag", "boxed", "last_number")
 
 # Words that formulas are written with: not a sign of prose.
 _FORMULA_WORDS = {"sin", "cos", "tan", "sec", "csc", "cot", "log", "ln", "exp", "sqrt", "arcsin", "arccos", "arctan",
-                  "pi", "inf", "infty", "in", "and", "or", "mod", "pmod"}
+                  "pi", "inf", "infty", "in", "and", "or", "mod", "pmod",
+                  "matrix", "pmatrix", "bmatrix", "vmatrix", "Bmatrix", "Vmatrix", "array"}
 
 
 def is_prose(s: str) -> bool:
@@ -291,17 +323,17 @@ def _last_number(text: str) -> list[list[str]]:
 _UNIT_WORDS = (r"(?:units?|sq\.?|square|cubic|cm|m|km|mm|in|inch(?:es)?|feet|foot|ft|yards?|miles?|meters?|"
                r"centimeters?|kilometers?|degrees?|dollars?|cents?|hours?|hrs?|minutes?|mins?|seconds?|secs?|"
                r"days?|weeks?|months?|years?|pounds?|lbs?|kg|grams?|g|liters?|mph|people|students?|apples?|"
-               r"points?|ways?|times?|percent)")
+               r"points?|ways?|times?)")
 
 _REPLACEMENTS = [
     ("^{\\circ}", ""), ("^\\circ", ""), ("^{\\prime}", "'"),
     ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\cfrac", "\\frac"), ("\\left", ""), ("\\right", ""),
     ("\\bigl", ""), ("\\bigr", ""), ("\\Bigl", ""), ("\\Bigr", ""), ("\\big", ""), ("\\Big", ""),
     ("\\displaystyle", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\:", ""), ("\\quad", " "),
-    ("\\qquad", " "), ("~", " "), ("\\$", ""), ("$", ""), ("\\%", "%"), ("{,}", ""), ("\\le ", "\\leq "),
-    ("\\ge ", "\\geq "), ("≤", "\\leq "), ("≥", "\\geq "), ("−", "-"), ("×", "\\times "), ("÷", "\\div "),
+    ("\\qquad", " "), ("~", " "), ("\\$", ""), ("$", ""), ("\\%", "%"), ("{,}", ""), ("−", "-"),
+    ("×", "\\times "), ("÷", "\\div "),
     ("·", "\\cdot "), ("π", "\\pi "), ("√", "\\sqrt "), ("∞", "\\infty "), ("°", ""), ("\\circ", ""),
-    ("\\degree", ""), ("\\neq", "≠"), ("\\ne ", "≠"), ("\\lbrace", "\\{"), ("\\rbrace", "\\}"),
+    ("\\degree", ""), ("\\lbrace", "\\{"), ("\\rbrace", "\\}"),
 ]
 
 
@@ -324,17 +356,40 @@ _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
 
 
 def plain_number(s: str) -> str:
-    """A whole answer that is one number written with thousands separators ("7,425,000") or as a
-    mixed number ("1\\frac{4}{5}", a proper fraction: MATH's golds write them so), as a plain
-    number ("7425000", "\\frac{9}{5}"); anything else unchanged ("1,2" is a list, and the parser
-    would read "1\\frac{4}{5}" as a product)."""
-    if re.fullmatch(r"-?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?%?", s):
-        return s.replace(",", "")
+    """A whole answer that is one number written with thousands separators, commas or spaces
+    ("7,425,000", "1 000 000"), or as a mixed number ("1\\frac{4}{5}", a proper fraction: MATH's
+    golds write them so), as a plain number ("7425000", "\\frac{9}{5}"); anything else unchanged
+    ("1,2" is a list, "0,111" is not thousands (see `decimal_comma`), and the parser would read
+    "1\\frac{4}{5}" as a product)."""
+    if re.fullmatch(r"-?[1-9][0-9]{0,2}(?:(?:,[0-9]{3})+|(?: [0-9]{3})+)(?:\.[0-9]+)?%?", s):
+        return s.replace(",", "").replace(" ", "")
     mixed = re.fullmatch(r"(-?)([0-9]{1,30})\s*\\frac\{([0-9]{1,30})\}\{([0-9]{1,30})\}", s)
     if mixed and int(mixed.group(3)) < int(mixed.group(4)):
         sign, whole, num, den = mixed.group(1), int(mixed.group(2)), int(mixed.group(3)), int(mixed.group(4))
         return f"{sign}\\frac{{{whole * den + num}}}{{{den}}}"
     return s
+
+
+def decimal_comma(s: str) -> str | None:
+    """"3,5", "0,111", "1000,99" as "3.5", "0.111", "1000.99": one number with a comma that no
+    thousands separator could be (not three digits after it, or a first group of 0 or of more
+    than three digits); None for anything else ("1,234" is thousands, "3, 5" a list). Whether it
+    is a decimal or a list of two numbers ("3,5") the caller decides: `answers_match` reads it so
+    only against one number, which a list of two could never equal."""
+    m = re.fullmatch(r"(-?)([0-9]+),([0-9]+)", s)
+    if not m or (len(m.group(3)) == 3 and 1 <= len(m.group(2)) <= 3 and m.group(2)[0] != "0"):
+        return None
+    return f"{m.group(1)}{m.group(2)}.{m.group(3)}"
+
+
+# Commands written with a doubled backslash ("\\frac", from a JSON or Python string escaped twice).
+# Only these names: a doubled backslash is otherwise a matrix row break ("1 \\ x").
+_DOUBLED_COMMAND = re.compile(r"\\\\(?=(?:frac|dfrac|tfrac|left|right|sqrt|pi|leq?|geq?|lt|gt|neq|cdot|times|"
+                              r"infty|text|mathrm|boxed|pm)(?![a-zA-Z]))")
+_RELATIONS = [(re.compile(r"\\(?:leqslant|leq|le)(?![a-zA-Z])|<=|≤"), r"\\leq "),
+              (re.compile(r"\\(?:geqslant|geq|ge)(?![a-zA-Z])|>=|≥"), r"\\geq "),
+              (re.compile(r"\\lt(?![a-zA-Z])"), "<"), (re.compile(r"\\gt(?![a-zA-Z])"), ">"),
+              (re.compile(r"\\(?:neq|ne)(?![a-zA-Z])|!="), "≠")]
 
 
 def normalize(ans: str) -> str:
@@ -344,7 +399,14 @@ def normalize(ans: str) -> str:
     s = ans.strip()
     if len(s) > MAX_ANSWER_TEXT:
         return s
+    s = _DOUBLED_COMMAND.sub(r"\\", s)
+    # LaTeX thousands separators: "14{,}916", "14 {, }916", "11,\! 111" (the space after "\!" is
+    # part of the separator: "11, 111" alone is a list)
+    s = re.sub(r"(?<=[0-9])\s*(?:\{\s*,\s*\}|,\\!)\s*(?=[0-9]{3})", ",", s)
     s = re.sub(r"\\(?:begin|end)\{(?:align\*?|aligned|equation\*?|gathered)\}", "", s)
+    s = re.sub(r"(\\begin\{array\})\{[lcr|\s]*\}", r"\1", s)  # an array's column spec is layout
+    for pattern, repl in _RELATIONS:  # one spelling per relation: "x >= 5", "x \ge 5", "x ≥ 5"
+        s = pattern.sub(repl, s)
     for a, b in _REPLACEMENTS:
         s = s.replace(a, b)
     s = re.sub(r"(?<!\\)\\ ", " ", s)  # a TeX space, but not the matrix row break (two backslashes)
@@ -354,10 +416,14 @@ def normalize(ans: str) -> str:
     s = s.replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
     s = s.strip().rstrip(".").strip()
     s = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*", "", s, flags=re.I)
+    s = re.sub(r"(?<=[0-9}])\s*(?:percent(?:age)?|pct)\b", "%", s, flags=re.I)  # "28 pct" is 28%
     # trailing unit words: "12 apples", "5 cm^2", "30 degrees"
     s = re.sub(r"(?<=[0-9}%])\s*(?:" + _UNIT_WORDS + r")(?:\^\{?[0-9]\}?)?(?:\s+(?:[a-z]+))*\s*$", "", s, flags=re.I)
     s = re.sub(r"\s+", " ", s).strip()
     s = _NUMBER_WORDS.get(s.lower(), s)
-    # "1, 2, and 3", "x = 2 or x = 3": a list of answers
-    s = re.sub(r"(?<=[0-9}a-zA-Z)\]])\s*,?\s+(?:and|or)\s+(?=[-0-9\\a-zA-Z(\[])", ", ", s)
+    # "1, 2, and 3", "x = 2 or x = 3", "(11,7)or(7,11)": a list of answers
+    s = re.sub(r"(?<=[0-9}a-zA-Z)\]])\s*,?\s+(?:and|or)\s+(?=[-0-9\\a-zA-Z(\[])|(?<=\))\s*(?:and|or)\s*(?=\()",
+               ", ", s)
+    if ";" in s and "=" not in s:  # "-12; -11; -10", "(0;0;0),(0;-2;0)": ";" separates as "," does
+        s = s.replace(";", ",")
     return plain_number(s)
