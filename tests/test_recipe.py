@@ -211,8 +211,8 @@ def test_whole_recipe_runs_end_to_end_at_tiny_sizes(tmp_path):
     result = recipe.r1(cfg)
     out = tmp_path / "r1"
     stages = result["stages"]
-    assert set(stages) == {"base", "r1zero", "cold_sft", "reasoning_rl", "ablation_no_language", "sft", "rl_all",
-                           "student_base", "student_rl", "student_sft"}
+    assert set(stages) == {"base", "r1zero", "r1zero_language", "cold_sft", "reasoning_rl", "ablation_no_language",
+                           "sft", "rl_all", "student_base", "student_rl", "student_sft"}
     for r in stages.values():
         assert 0.0 <= r["pass@1"] <= 1.0 and r["problems"] == 4 and r["samples"] == 2
     # held out: the world's test split, in both languages
@@ -237,4 +237,11 @@ def test_whole_recipe_runs_end_to_end_at_tiny_sizes(tmp_path):
     assert student.d_model < 128 or student.n_layers < 4  # narrower or shallower than the teacher would be
     table = (out / "r1.md").read_text()
     assert "Table 6" in table and "Language-consistency reward" in table and "Cold start against R1-Zero" in table
-    assert (out / "r1_stages.png").stat().st_size > 0 and (out / "cold_start_vs_r1_zero.png").stat().st_size > 0
+    assert "Language drift (RL from the base)" in table
+    # the drift ablation: R1-Zero from the same base with the language reward added, nothing else changed
+    zero, zero_language = (checkpoint.read_run_config(out / n / "ckpt")["grpo"] for n in ("r1zero", "r1zero_language"))
+    assert zero_language["reward_weights"] == zero["reward_weights"] + ",language=1"
+    assert zero_language["base_dir"] == zero["base_dir"]
+    assert "language_mixing_rate" in json.loads((out / "r1zero_language" / "metrics.jsonl").read_text().splitlines()[0])
+    for png in ("r1_stages.png", "cold_start_vs_r1_zero.png", "language_drift.png"):
+        assert (out / png).stat().st_size > 0

@@ -4,6 +4,7 @@ stage's directory and resumes on its own; this file only wires them together and
 
     base/            pretrain: tokenizer + bilingual base (world problems in English and Chinese)
     r1zero/          R1-Zero from the base (accuracy + format)            -> cold_start.jsonl
+    r1zero_language/ the same + the language-consistency reward (the drift ablation)
     cold_sft/        1-2. cold start: SFT of the base on readable R1-Zero samples
     reasoning_rl/    3. GRPO with accuracy + format + language consistency
     rejection.jsonl  4. rejection sampling of stage 3 + general (non-reasoning) data
@@ -11,10 +12,10 @@ stage's directory and resumes on its own; this file only wires them together and
     rm/              reward model (Bradley-Terry) on generated preference pairs
     rl_all/          6. GRPO on reasoning + general prompts (rules + reward model)
     distill.jsonl    7. the final model's samples;  student_base/ student_sft/ (+ student_logits/,
-                     student_on_policy/) against student_rl/: the paper's Table 6
+                     student_on_policy/ from student_sft) against student_rl/: the paper's Table 6
     ablation_no_language/   stage 3 without the language reward
-    r1.json, r1.md   every stage's held-out evaluation and the three comparisons
-    r1_stages.png, cold_start_vs_r1_zero.png
+    r1.json, r1.md   every stage's held-out evaluation and the comparisons
+    r1_stages.png, cold_start_vs_r1_zero.png, language_drift.png
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ class R1Config:
 
     out_dir: str = "runs/r1"
     model: str = "small"  # the teacher's preset
-    student_model: str = "tiny"  # narrower and shallower
+    student_model: str = "student"  # a third of the teacher's parameters (d 64, 3 layers)
     pretrain_steps: int = 450
-    student_pretrain_steps: int = 300
-    zero_steps: int = 15  # R1-Zero, the source of cold-start data
+    student_pretrain_steps: int = 450
+    zero_steps: int = 15  # R1-Zero, the source of cold-start data (and its language-reward ablation)
     reasoning_steps: int = 15  # stage 3 (and its no-language ablation)
     rl_all_steps: int = 8  # stage 6
     student_rl_steps: int = 15  # Table 6's "RL on the small model"
@@ -66,7 +67,7 @@ class R1Config:
     distill_prompts: int = 512
     distill_modes: str = "logits,on-policy"  # beyond the paper's SFT; '' for SFT only
     cold_start_data: str = ""  # your own cold-start JSONL instead of R1-Zero's samples (stage 1)
-    max_new_tokens: int = 160
+    max_new_tokens: int = 224  # three-operation answers after the cold start run to ~200 tokens
     eval_problems: int = 64
     eval_samples: int = 8
     seed: int = 0
@@ -144,6 +145,9 @@ def r1(cfg: R1Config) -> dict:
 
     # R1-Zero, then its correct and readable samples rewritten into the cold-start format (stage 1)
     zero = rl("r1zero", base, cfg.zero_steps, "accuracy=1,format=1")
+    # The language-consistency ablation where drift can happen: R1-Zero from the base mixes
+    # languages more with every step (the paper's observation); the same run with the reward.
+    zero_language = rl("r1zero_language", base, cfg.zero_steps, "accuracy=1,format=1,language=1")
     if cfg.cold_start_data:
         read_sft_jsonl(cfg.cold_start_data, cold_start=True)  # file:line errors before any training
         cold_data = Path(cfg.cold_start_data)
@@ -179,8 +183,11 @@ def r1(cfg: R1Config) -> dict:
     students = {"student_sft": fine_tune("student_sft", out / "student_base", distill_data, cfg.sft_epochs)}
     for mode in filter(None, cfg.distill_modes.split(",")):
         name = "student_" + mode.replace("-", "_")
+        # logit distillation replaces SFT (from the student's base); on-policy distillation
+        # continues from the SFT student, where its own samples are already mostly well formed
+        init = students["student_sft"] if mode == "on-policy" else out / "student_base"
         timed(name, distill, DistillConfig(
-            out_dir=str(out / name), teacher_dir=str(rl_all), student_dir=str(out / "student_base"), mode=mode,
+            out_dir=str(out / name), teacher_dir=str(rl_all), student_dir=str(init), mode=mode,
             data=str(distill_data), families=FAMILY, rollout=RolloutConfig(max_new_tokens=N),
             trainer=trainer(DistillConfig.trainer)))
         students[name] = out / name
@@ -188,7 +195,8 @@ def r1(cfg: R1Config) -> dict:
 
     # Held-out evaluation of every stage on the world's test split, which no pool above holds
     heldout = world_heldout(cfg.eval_problems, cfg.seed, language="both")
-    stages = {"base": (base, "format"), "r1zero": (zero, "format"), "cold_sft": (cold, "format_r1"),
+    stages = {"base": (base, "format"), "r1zero": (zero, "format"), "r1zero_language": (zero_language, "format"),
+              "cold_sft": (cold, "format_r1"),
               "reasoning_rl": (reasoning, "format_r1"), "ablation_no_language": (no_lang, "format_r1"),
               "sft": (sft_dir, "format_r1"), "rl_all": (rl_all, "format_r1"),
               "student_base": (out / "student_base", "format"), "student_rl": (student_rl, "format"),
@@ -221,8 +229,10 @@ def r1(cfg: R1Config) -> dict:
 
 
 def plot_r1(out_dir: str | Path) -> list[Path]:
-    """r1_stages.png (held-out pass@1 and language mixing of every stage) and
-    cold_start_vs_r1_zero.png (rollout accuracy, 3-step running mean, of both RL runs)."""
+    """r1_stages.png (held-out pass@1 and language mixing of every stage),
+    cold_start_vs_r1_zero.png (rollout accuracy, 3-step running mean, of both RL runs) and
+    language_drift.png (the rollouts' language mixing over R1-Zero's steps, with and without
+    the language reward)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -252,7 +262,20 @@ def plot_r1(out_dir: str | Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(out / "cold_start_vs_r1_zero.png", dpi=100)
     plt.close(fig)
-    return [out / "r1_stages.png", out / "cold_start_vs_r1_zero.png"]
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, label in (("r1zero", "R1-Zero"), ("r1zero_language", "R1-Zero + language reward")):
+        curve = running_mean(out / name / "metrics.jsonl", "language_mixing_rate")
+        ax.plot(range(1, len(curve) + 1), curve,
+                label=f"{label} (held-out pass@1 {stages[name]['pass@1']:.3f}, mixing {stages[name]['mixing']:.3f})")
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("rollouts mixing languages (3-step mean)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "language_drift.png", dpi=100)
+    plt.close(fig)
+    return [out / "r1_stages.png", out / "cold_start_vs_r1_zero.png", out / "language_drift.png"]
 
 
 def r1_table(result: dict) -> str:
@@ -274,7 +297,10 @@ def r1_table(result: dict) -> str:
               + ", ".join(f"{k} {s[k]['pass@1']:.3f}"
                           + (f" ({cost.get(k, m.get(k, 0.0)):.1f} min)" if k != "student_base" else "")
                           for k in ["student_base", "student_rl", *students]) + "."]
-    lines += [f"Language-consistency reward: mixing {s['reasoning_rl']['mixing']:.3f} with, "
+    lines += [f"Language drift (RL from the base): held-out mixing {s['r1zero']['mixing']:.3f} without the language "
+              f"reward, {s['r1zero_language']['mixing']:.3f} with; pass@1 {s['r1zero']['pass@1']:.3f} without, "
+              f"{s['r1zero_language']['pass@1']:.3f} with (language_drift.png: mixing over the steps)."]
+    lines += [f"Language-consistency reward in stage 3: mixing {s['reasoning_rl']['mixing']:.3f} with, "
               f"{s['ablation_no_language']['mixing']:.3f} without; pass@1 {s['reasoning_rl']['pass@1']:.3f} with, "
               f"{s['ablation_no_language']['pass@1']:.3f} without."]
     c = result["cold_start_vs_r1_zero"]
