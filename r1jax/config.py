@@ -145,7 +145,7 @@ PRESETS: dict[str, ModelConfig] = {
     # CPU sizes: tests (tiny) and the embedded world (small, base model of a few million params).
     "tiny": _tiny(512, 64, 2, 4, 2, 128),
     "small": _tiny(2048, 128, 4, 4, 2, 384),
-    "student": _tiny(2048, 64, 3, 4, 2, 192),  # a third of small's parameters at the world's vocabulary
+    "student": _tiny(2048, 64, 4, 4, 2, 256),  # a third of small's parameters at the world's vocabulary (512)
     "qwen2.5-0.5b": _qwen(151936, 896, 24, 14, 2, 4864, tie=True),
     "qwen2.5-1.5b": _qwen(151936, 1536, 28, 12, 2, 8960, tie=True),
     "qwen2.5-7b": _qwen(152064, 3584, 28, 28, 4, 18944, tie=False),

@@ -49,7 +49,7 @@ class R1Config:
 
     out_dir: str = "runs/r1"
     model: str = "small"  # the teacher's preset
-    student_model: str = "student"  # a third of the teacher's parameters (d 64, 3 layers)
+    student_model: str = "student"  # a third of the teacher's parameters (d 64, 4 layers)
     pretrain_steps: int = 450
     student_pretrain_steps: int = 450
     zero_steps: int = 15  # R1-Zero, the source of cold-start data (and its language-reward ablation)
