@@ -1,17 +1,21 @@
-"""Attention for long sequences: online softmaxes over key blocks.
+"""Attention for long sequences: online softmaxes over key blocks, and the fused kernels of TPUs
+and GPUs.
 
 `blockwise_attention` (training) never holds a [T, T] matrix; `decode_attention` (sampling)
 reads only the filled part of the KV cache.
 
 `model.forward` without a cache (every training forward: SFT, GRPO's log-probs, distillation,
-the reference model) calls `blockwise_attention` when `ModelConfig.attention` selects it. Memory
-is linear in T: a query block sees one [block, block] score tile at a time, key blocks entirely
-in a query block's future are skipped (`lax.cond`, so about half the tiles are never computed),
-and each query block is rematerialized in the backward pass (`jax.checkpoint`), so what the
-backward keeps is the queries, keys and values, never the scores. The masks are built per tile
-from the row's key mask and segment ids, with the same rules as the dense path in
-`model.forward`: causal, never a padding key, only keys of the query's own packed document,
+the reference model) runs the kind `attention_kind` picks from `ModelConfig.attention`:
+'dense' ([T, T] scores in model.py), 'blockwise', 'splash' (`splash_attention`, the Pallas TPU
+kernel) or 'cudnn' (`cudnn_attention`, cuDNN's fused kernel on an NVIDIA GPU). All apply the
+same mask rules: causal, never a padding key, only keys of the query's own packed document,
 and each query always sees itself (so a padding row's softmax stays finite).
+
+Blockwise attention's memory is linear in T: a query block sees one [block, block] score tile
+at a time, key blocks entirely in a query block's future are skipped (`lax.cond`, so about half
+the tiles are never computed), and each query block is rematerialized in the backward pass
+(`jax.checkpoint`), so what the backward keeps is the queries, keys and values, never the
+scores. The masks are built per tile from the row's key mask and segment ids.
 
 Einsum legend as in model.py: B batch, K kv heads, G query heads per kv head, H head dim,
 Q / S the query / key positions of one block.
@@ -23,17 +27,47 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
-__all__ = ["attention_kind", "blockwise_attention", "decode_attention"]
+from r1jax.config import ModelConfig
+from r1jax.sharding import logical_spec
+
+__all__ = ["attention_kind", "dense_mask", "blockwise_attention", "splash_attention", "cudnn_attention",
+           "decode_attention"]
 
 
-def attention_kind(setting: str, T: int, block: int) -> str:
-    """The attention a cache-less forward over T tokens runs: 'auto' is dense when the sequence
-    fits in one block (one tile: the two compute the same, dense with fewer ops) and blockwise
-    beyond, on every backend."""
-    if setting == "auto":
-        return "dense" if T <= block else "blockwise"
-    return setting
+def attention_kind(cfg: ModelConfig, T: int, backend: str | None = None) -> str:
+    """The attention a cache-less forward over T tokens runs on `backend` ('cpu', 'gpu', 'tpu';
+    default: JAX's). 'auto' is dense when the sequence fits in one block (one tile: the kernels
+    compute the same, dense with the fewest ops) and beyond it the backend's long-sequence
+    kernel: splash on a TPU, cuDNN's on a GPU when it supports the dtype and shape, blockwise
+    otherwise (a CPU). An explicit 'cudnn' off a GPU is an error: nothing else can run it."""
+    backend = backend or jax.default_backend()
+    if cfg.attention == "cudnn" and backend != "gpu":
+        raise ValueError(f"ModelConfig.attention='cudnn' needs a GPU backend, but JAX's backend is {backend!r}")
+    if cfg.attention != "auto":
+        return cfg.attention
+    if T <= cfg.attention_block:
+        return "dense"
+    if backend == "tpu":
+        return "splash"
+    # cuDNN's fused kernel takes 16-bit inputs and head dims that are multiples of 8 up to 128
+    # (256 from Hopper on); with a mask (our padding and segments) training needs an even length
+    if backend == "gpu" and cfg.dtype in ("bfloat16", "float16") and cfg.head_dim % 8 == 0 and \
+            cfg.head_dim <= 128 and T % 2 == 0:
+        return "cudnn"
+    return "blockwise"
+
+
+def dense_mask(key_mask: jax.Array, segment_ids: jax.Array | None) -> jax.Array:
+    """[B, T, T]: which keys each query may see. Causal, never a padding key (key_mask [B, T]
+    False), only its own segment (segment_ids [B, T] or None); each query may always see itself
+    so that a padding row has a finite softmax (its output is discarded anyway)."""
+    T = key_mask.shape[1]
+    allowed = (jnp.tril(jnp.ones((T, T), bool))[None] & key_mask.astype(bool)[:, None, :]) | jnp.eye(T, dtype=bool)
+    if segment_ids is not None:
+        allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
+    return allowed
 
 
 def _online_softmax(carry: tuple, s: jax.Array, allowed: jax.Array, mix) -> tuple:
@@ -101,6 +135,78 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.
 
     _, out = jax.lax.scan(body, None, (jnp.arange(n), qs, segs))  # [n, B, K, G, Q, H]
     return out.transpose(1, 0, 4, 2, 3, 5).reshape(B, n * b, N, H)[:, :T]
+
+
+def _per_device(f, q, k, v, seg):
+    """f(q [B, N, T, H], k [B, K, T, H], v [B, K, T, H], seg [B, T]) -> [B, N, T, H], run by each
+    device on its own rows (and heads, where the KV heads split over the mesh as the query heads
+    do, so that every query head keeps its KV head) under the ambient mesh: a Pallas kernel is
+    opaque to XLA's partitioner."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return f(q, k, v, seg)
+    batch = logical_spec(("batch",), q.shape[:1], mesh)[0]
+    heads = logical_spec(("kv_heads",), k.shape[1:2], mesh)[0]
+    spec = P(batch, heads)
+    # check_vma off: the kernel's pallas_call does not say how its outputs vary over the mesh
+    return jax.shard_map(f, in_specs=(spec, spec, spec, P(batch)), out_specs=spec, check_vma=False)(q, k, v, seg)
+
+
+def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array,
+                     segment_ids: jax.Array | None, *, block: int, dtype) -> jax.Array:
+    """`blockwise_attention` (same arguments and layouts) by the Pallas TPU splash kernel
+    (jax.experimental.pallas.ops.tpu.splash_attention): a fused online softmax that skips the
+    tiles above the diagonal and keeps for the backward pass q, k, v, the output and the
+    log-sum-exp, never a [T, T] tile. Off a TPU it
+    runs in Pallas interpret mode (plain XLA ops: how the tests check it on a CPU; slow).
+
+    The kernel's blocks are multiples of its 128 lanes: `block` rounded up to one, at most T
+    rounded up to one; T is padded to a whole number of blocks. Its only masks are causal and
+    equal segment ids, so the key mask becomes segments: every padding position (and the tail
+    added here) gets a segment of its own. A real query then sees exactly what it sees in the
+    dense path; a padding query sees only itself (its output is its own value), where dense
+    also lets it see the earlier real keys of its segment. Scores, the softmax and the weighted
+    sum are float32 (the kernel's own; probabilities are not cast to `dtype`)."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
+    B, T, N, H = q.shape
+    b = 128 * min(-(-block // 128), -(-T // 128))
+    pad = -(-T // b) * b - T
+    seg = jnp.zeros((B, T), jnp.int32) if segment_ids is None else segment_ids.astype(jnp.int32)
+    seg = jnp.pad(seg, ((0, 0), (0, pad)))
+    seg = jnp.where(jnp.pad(key_mask.astype(bool), ((0, 0), (0, pad))), seg, seg.max() + 1 + jnp.arange(T + pad))
+    q = jnp.pad((q * jnp.asarray(H ** -0.5, q.dtype)).astype(dtype), ((0, 0), (0, pad), (0, 0), (0, 0)))
+    k = jnp.pad(k.astype(dtype), ((0, 0), (0, 0), (0, 0), (0, pad)))
+    v = jnp.pad(v.astype(dtype), ((0, 0), (0, 0), (0, pad), (0, 0)))
+
+    def run(q, k, v, seg):  # one device's rows: q [B, N, T, H], k and v [B, K, T, H], seg [B, T]
+        n, t = q.shape[1:3]
+        kernel = sk.make_splash_mha(
+            sm.MultiHeadMask([sm.CausalMask((t, t))] * n), head_shards=1, q_seq_shards=1,
+            block_sizes=sk.BlockSizes(block_q=b, block_kv=b, block_q_dkv=b, block_kv_dkv=b, block_q_dq=b,
+                                      block_kv_dq=b),
+            interpret=jax.default_backend() != "tpu")
+        return jax.vmap(lambda q, k, v, s: kernel(q, k, v, segment_ids=sk.SegmentIds(s, s)))(q, k, v, seg)
+
+    out = _per_device(run, q.transpose(0, 2, 1, 3), k.transpose(0, 1, 3, 2), v, seg)
+    return out.transpose(0, 2, 1, 3)[:, :T].astype(dtype)
+
+
+def cudnn_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array,
+                    segment_ids: jax.Array | None, *, dtype, implementation: str = "cudnn") -> jax.Array:
+    """`blockwise_attention` (same arguments, layouts and result) by `jax.nn.dot_product_attention`
+    with cuDNN's fused (flash) kernel on an NVIDIA GPU. Padding (left or right) and packed
+    segments are not spans cuDNN's sequence lengths can say, so the mask is `dense_mask` as a
+    [B, 1, T, T] boolean, which cuDNN turns into an additive bias in `dtype`: 2 bytes a token
+    pair a row, shared by the heads (the [B, N, T, T] float32 scores are never held);
+    `is_causal` lets it skip the tiles above the diagonal. Scores and the softmax are float32
+    inside the kernel. `implementation='xla'` makes the same call with XLA's reference, which
+    runs anywhere (how the tests check the arguments on a CPU)."""
+    H = q.shape[-1]
+    return jax.nn.dot_product_attention(
+        (q * jnp.asarray(H ** -0.5, q.dtype)).astype(dtype), k.transpose(0, 3, 1, 2).astype(dtype),
+        v.transpose(0, 2, 1, 3).astype(dtype), mask=dense_mask(key_mask, segment_ids)[:, None], scale=1.0,
+        is_causal=True, implementation=implementation)
 
 
 def decode_attention(q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, allowed: jax.Array, filled: jax.Array,

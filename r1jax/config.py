@@ -27,7 +27,7 @@ class RopeScaling:
     original_max_position_embeddings: int = 8192
 
 
-ATTENTION = ("auto", "dense", "blockwise")  # ModelConfig.attention
+ATTENTION = ("auto", "dense", "blockwise", "splash", "cudnn")  # ModelConfig.attention
 REMAT_POLICIES = ("full", "save-dots")  # ModelConfig.remat_policy
 
 
@@ -62,9 +62,11 @@ class ModelConfig:
     # cache is updated in place (docs/performance.md measures both). The CPU presets use it.
     scan_layers: bool = True
     # cache-less forwards (training): 'dense' holds [T, T] scores; 'blockwise' an online softmax
-    # over key blocks, memory linear in T (r1jax/attention.py); 'auto' dense up to one block
+    # over key blocks, memory linear in T (r1jax/attention.py); 'splash' the Pallas TPU kernel
+    # (interpreted off a TPU: slow); 'cudnn' cuDNN's fused kernel (NVIDIA GPUs only); 'auto' dense
+    # up to one block, beyond it splash on a TPU, cudnn on a GPU where it fits, else blockwise
     attention: str = "auto"
-    attention_block: int = 512  # query and key block of blockwise attention (tokens)
+    attention_block: int = 512  # query and key block of blockwise and splash attention (tokens)
     head_chunk: int = 1024  # tokens per LM-head chunk in the training losses; never [rows, T, V] at once
 
     def __post_init__(self):
@@ -359,8 +361,8 @@ class ModelOverrides:
     remat_policy: str | None = None  # with remat: full (keep only layer inputs) or save-dots (keep matmuls)
     scan_layers: bool | None = None  # lax.scan over the layer stack instead of a Python loop
     dtype: str | None = None  # compute dtype: float32, bfloat16 or float16
-    attention: str | None = None  # training attention: auto, dense or blockwise
-    attention_block: int | None = None  # blockwise attention's block (tokens)
+    attention: str | None = None  # training attention: auto, dense, blockwise, splash or cudnn
+    attention_block: int | None = None  # blockwise and splash attention's block (tokens)
     head_chunk: int | None = None  # tokens per LM-head chunk in the training losses
 
 

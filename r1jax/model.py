@@ -32,7 +32,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
-from r1jax.attention import attention_kind, blockwise_attention, decode_attention
+from r1jax.attention import (
+    attention_kind,
+    blockwise_attention,
+    cudnn_attention,
+    decode_attention,
+    dense_mask,
+    splash_attention,
+)
 from r1jax.config import ModelConfig, from_dict
 from r1jax.sharding import constrain
 
@@ -291,9 +298,9 @@ def _layer(cfg: ModelConfig, x, p, rope, allowed, cached=None, write_at=None, fi
     """One decoder block: x [B, T, D] -> (x [B, T, D], (keys, values)).
 
     p: this layer's weights (one slice of `params["layers"]`); rope: `_rope_angles`;
-    allowed: [B, T, T] which new keys each new query may attend to, or for blockwise attention
-    (no cache) the pair (key mask [B, T], segment ids [B, T] or None) it builds its tiles
-    from. `cached` = (k, v, allowed) of this layer's cache slots before this call
+    allowed: [B, T, T] which new keys each new query may attend to, or for a cache-less forward
+    that is not dense (blockwise, splash, cudnn) the pair (key mask [B, T], segment ids [B, T]
+    or None) its kernel builds its mask from. `cached` = (k, v, allowed) of this layer's cache slots before this call
     (k [B, K, H, S], v [B, K, S, H], allowed [B, 1, S]). Without a cache the returned keys and
     values are the new ones (k [B, K, H, T], v [B, K, T, H]). Without `write_at` (the layer
     scan) the cache is read only and the new keys and values are returned for the caller to
@@ -301,8 +308,8 @@ def _layer(cfg: ModelConfig, x, p, rope, allowed, cached=None, write_at=None, fi
     at slot `write_at` and the updated cache is returned; a decode step then reads its own key
     back from that cache. Writing before reading is what lets XLA update the cache in place
     inside the sampler's while loop (see docs/performance.md). `filled`: the cache slots
-    written before this call; a decode step with blockwise attention selected for the cache's
-    length reads only those (`attention.decode_attention`)."""
+    written before this call; a decode step with any attention but dense selected for the
+    cache's length reads only those (`attention.decode_attention`)."""
     dt = jnp.dtype(cfg.dtype)
     p = jax.tree.map(lambda w: w.astype(dt), p)
     h = _rms_norm(x, p["attn_norm"], cfg.norm_eps)
@@ -325,10 +332,15 @@ def _layer(cfg: ModelConfig, x, p, rope, allowed, cached=None, write_at=None, fi
             blocks = [(k_c, v_c, old_allowed | (jnp.arange(k_c.shape[-1]) == write_at))]
         else:  # a prefill: the cache's earlier slots and its own keys (not all T x S slots)
             blocks = [(k_c, v_c, old_allowed), (k, v, allowed)]
-    if isinstance(allowed, tuple):
-        attn = blockwise_attention(q, k, v, *allowed, block=cfg.attention_block, dtype=dt)
-    elif q.shape[1] == 1 and cached is not None and \
-            attention_kind(cfg.attention, cached[0].shape[-1], cfg.attention_block) == "blockwise":
+    if isinstance(allowed, tuple):  # a cache-less forward that is not dense
+        kind = attention_kind(cfg, q.shape[1])
+        if kind == "cudnn":
+            attn = cudnn_attention(q, k, v, *allowed, dtype=dt)
+        else:
+            attend = splash_attention if kind == "splash" else blockwise_attention
+            attn = attend(q, k, v, *allowed, block=cfg.attention_block, dtype=dt)
+    elif q.shape[1] == 1 and cached is not None and attention_kind(cfg, cached[0].shape[-1]) != "dense":
+        # every long-sequence kind decodes blockwise: the fused kernels are for many queries
         if write_at is None:  # the layer scan: the step's own key is not in the cache yet
             attn = decode_attention(q, *cached, filled, (k, v, allowed), block=cfg.attention_block, dtype=dt)
         else:
@@ -369,15 +381,10 @@ def forward(cfg: ModelConfig, params: dict, tokens: jax.Array, positions: jax.Ar
     mask = jnp.ones((B, T), bool) if mask is None else mask.astype(bool)
     if segment_ids is not None and cache is not None:
         raise ValueError("segment_ids (packed documents) are for training forwards without a cache")
-    if cache is None and attention_kind(cfg.attention, T, cfg.attention_block) == "blockwise":
-        allowed = (mask, segment_ids)  # the [T, T] mask is never built: each tile builds its own
+    if cache is None and attention_kind(cfg, T) != "dense":
+        allowed = (mask, segment_ids)  # the kernel builds its mask from these (per tile, or as it needs)
     else:
-        # Among the new tokens: causal, never a padding key; each query may always see itself so
-        # that a padding row has a finite softmax (its output is discarded anyway).
-        causal = jnp.tril(jnp.ones((T, T), bool))
-        allowed = (causal[None] & mask[:, None, :]) | jnp.eye(T, dtype=bool)[None]
-        if segment_ids is not None:
-            allowed = allowed & (segment_ids[:, :, None] == segment_ids[:, None, :])
+        allowed = dense_mask(mask, segment_ids)  # among the new tokens
 
     dt = jnp.dtype(cfg.dtype)
     x = constrain(params["embed"][tokens].astype(dt), ("batch", None, None))

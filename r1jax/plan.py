@@ -166,7 +166,7 @@ def activation_bytes(cfg: ModelConfig, stage: str, rows: int, prompt_len: int, n
         out += two - one
     predicted = n_new if stage == "grpo" else T - 1
     out += (2 if predicted > cfg.head_chunk else 1) * rows * min(cfg.head_chunk, predicted) * cfg.vocab_size * 4
-    if attention_kind(cfg.attention, T, cfg.attention_block) == "blockwise":
+    if attention_kind(cfg, T) == "blockwise":
         out += 3 * rows * cfg.n_heads * min(cfg.attention_block, T) ** 2 * 4
     return out
 
@@ -214,7 +214,7 @@ def plan(model_name: str, mesh: str, stage: str = "grpo", *, batch: int = 32, gr
     activations = activation_bytes(local, stage, local_rows, prompt_len, max_new_tokens, beta)
     summary += (f"\n{local_rows} row{'s' * (local_rows != 1)} per device; params {cfg.param_dtype}, "
                 f"compute {cfg.dtype}, remat {'on' if remat else 'off'}, "
-                f"{attention_kind(cfg.attention, T, cfg.attention_block)} attention, LM head {cfg.head_chunk} "
+                f"{attention_kind(cfg, T)} attention, LM head {cfg.head_chunk} "
                 f"tokens at a time")
     n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(state.params))
     return MemoryPlan(model=model_name, mesh=mesh, stage=stage, n_devices=am.size, n_params=n_params,

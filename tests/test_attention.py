@@ -1,4 +1,5 @@
-"""Long sequences: blockwise attention against the dense [T, T] reference, and the chunked LM
+"""Long sequences: blockwise, splash (Pallas interpret mode) and cuDNN's arguments (through XLA's
+implementation) against the dense [T, T] reference, and the chunked LM
 head against the whole-vocabulary computation, values and gradients, with the memory each
 compiles to (XLA's own buffer assignment, not a timing)."""
 
@@ -11,9 +12,9 @@ import optax
 import pytest
 
 from r1jax import losses, train
-from r1jax.attention import attention_kind
+from r1jax.attention import attention_kind, cudnn_attention, dense_mask, splash_attention
 from r1jax.config import ModelConfig
-from r1jax.model import forward, init_cache, init_params
+from r1jax.model import _attention, forward, init_cache, init_params
 
 B, T = 3, 70
 
@@ -31,16 +32,19 @@ def _batch():
     return tokens, mask, positions, segments, packed_positions
 
 
-@pytest.mark.parametrize("dtype,layout,scan", [("float32", "left-padded", True), ("float32", "packed", False),
-                                               ("bfloat16", "left-padded", False), ("bfloat16", "packed", True)])
-def test_blockwise_attention_equals_dense(tiny_cfg, dtype, layout, scan):
+@pytest.mark.parametrize("attention,dtype,layout,scan", [
+    ("blockwise", "float32", "left-padded", True), ("blockwise", "float32", "packed", False),
+    ("blockwise", "bfloat16", "left-padded", False), ("blockwise", "bfloat16", "packed", True),
+    ("splash", "float32", "left-padded", True), ("splash", "bfloat16", "packed", False)])
+def test_long_sequence_attention_equals_dense(tiny_cfg, attention, dtype, layout, scan):
     """Logits and parameter gradients of a whole forward, with blocks of 16 (70 tokens: five
-    blocks, the last one partial), against the dense path's. float32: equal within 2e-5 of the
-    largest value. bfloat16 rounds the probabilities at another point (before normalising), so
-    both are compared with the float32 computation: blockwise's relative error (L2) is at most
-    twice dense's (a wrong mask or a lost block is an error of order 1)."""
+    blocks, the last one partial; splash rounds its block up to 128: one padded block), against
+    the dense path's. float32: equal within 2e-5 of the largest value. bfloat16 rounds the
+    probabilities at another point (before normalising, or not at all), so both are compared
+    with the float32 computation: the kernel's relative error (L2) is at most twice dense's (a
+    wrong mask or a lost block is an error of order 1)."""
     dense = _cfg(tiny_cfg, dtype=dtype, scan_layers=scan)
-    block = dataclasses.replace(dense, attention="blockwise", attention_block=16)
+    block = dataclasses.replace(dense, attention=attention, attention_block=16)
     exact = dataclasses.replace(dense, dtype="float32")
     params = init_params(dense, jax.random.key(0), std=0.2)
     tokens, mask, positions, segments, packed_positions = _batch()
@@ -67,11 +71,83 @@ def test_blockwise_attention_equals_dense(tiny_cfg, dtype, layout, scan):
             assert err_b <= 2 * err_d + 1e-3, (err_b, err_d)
 
 
-def test_auto_is_dense_within_one_block_and_blockwise_beyond(tiny_cfg):
-    assert attention_kind("auto", 512, 512) == "dense" and attention_kind("auto", 513, 512) == "blockwise"
-    assert attention_kind("dense", 10_000, 512) == "dense" and attention_kind("blockwise", 8, 512) == "blockwise"
-    with pytest.raises(ValueError, match="ModelConfig.attention must be one of auto, dense, blockwise, got 'flash'"):
+def test_auto_picks_per_backend_and_cudnn_needs_a_gpu(tiny_cfg):
+    """'auto' is dense within one block on every backend; beyond it blockwise on a CPU, splash on
+    a TPU, cudnn on a GPU for 16-bit compute (blockwise for float32, an odd length or a head dim
+    cuDNN does not take). An explicit setting is kept, but 'cudnn' off a GPU is an error."""
+    auto = dataclasses.replace(tiny_cfg, attention="auto", attention_block=512, head_dim=128)
+    bf16 = dataclasses.replace(auto, dtype="bfloat16")
+    for backend in ("cpu", "gpu", "tpu"):
+        assert attention_kind(bf16, 512, backend) == "dense"
+    assert [attention_kind(bf16, 514, b) for b in ("cpu", "gpu", "tpu")] == ["blockwise", "cudnn", "splash"]
+    assert attention_kind(auto, 514, "gpu") == attention_kind(bf16, 513, "gpu") == "blockwise"
+    assert attention_kind(dataclasses.replace(bf16, head_dim=12), 514, "gpu") == "blockwise"
+    for setting in ("dense", "blockwise", "splash"):
+        assert attention_kind(dataclasses.replace(auto, attention=setting), 8, "cpu") == setting
+    cudnn = dataclasses.replace(bf16, attention="cudnn")
+    assert attention_kind(cudnn, 8, "gpu") == "cudnn"
+    with pytest.raises(ValueError, match="attention='cudnn' needs a GPU backend, but JAX's backend is 'cpu'"):
+        forward(cudnn, jax.eval_shape(lambda: init_params(cudnn, jax.random.key(0))), jnp.zeros((1, 8), jnp.int32))
+    with pytest.raises(ValueError, match="ModelConfig.attention must be one of auto, dense, blockwise, splash, "
+                                         "cudnn, got 'flash'"):
         dataclasses.replace(tiny_cfg, attention="flash")
+
+
+def _attention_inputs():
+    """q [2, 200, 4, 16] on 2 KV heads (GQA); row 0 left-padded past one 128-token block, row 1
+    three packed documents and 20 tokens of trailing padding (the shape of a packed row)."""
+    T = 200
+    keys = jax.random.split(jax.random.key(0), 3)
+    q = jax.random.normal(keys[0], (2, T, 4, 16))
+    k = jax.random.normal(keys[1], (2, 2, 16, T))
+    v = jax.random.normal(keys[2], (2, 2, T, 16))
+    mask = jnp.ones((2, T), bool).at[0, :140].set(False).at[1, T - 20:].set(False)
+    packed = jnp.repeat(jnp.array([1, 2, 3, 0]), jnp.array([90, T - 130, 20, 20]))
+    segments = jnp.stack([jnp.ones(T, jnp.int32), packed])
+    return q, k, v, mask, segments
+
+
+@pytest.mark.parametrize("kernel", ["splash", "cudnn-args"])
+def test_fused_attention_kernels_equal_dense(kernel):
+    """The kernels alone over 200 tokens (splash: two 128-token blocks, the second one padded)
+    against the dense path's attention (`model._attention` with `dense_mask`): the output at
+    every real position and the gradients of q, k and v (of a weighted sum over the real
+    positions) within 1e-5 of the largest value, float32. cudnn cannot run on a CPU; its exact
+    call, with implementation='xla', checks the arguments it builds (layouts, scale, mask)."""
+    q, k, v, mask, segments = _attention_inputs()
+    weights = jax.random.normal(jax.random.key(3), q.shape) * mask[:, :, None, None]
+    if kernel == "splash":
+        def ours(q, k, v):
+            return splash_attention(q, k, v, mask, segments, block=128, dtype=jnp.float32)
+    else:
+        def ours(q, k, v):
+            return cudnn_attention(q, k, v, mask, segments, dtype=jnp.float32, implementation="xla")
+
+    def dense(q, k, v):
+        return _attention(q, [(k, v, dense_mask(mask, segments))], jnp.float32)
+
+    def value_and_grads(f):
+        out, vjp = jax.vjp(f, q, k, v)
+        return out, vjp(weights)
+
+    (got, got_grads), (want, want_grads) = (jax.jit(value_and_grads, static_argnums=0)(f) for f in (ours, dense))
+    assert got.dtype == want.dtype == jnp.float32
+    real = np.asarray(mask)[:, :, None, None]
+    np.testing.assert_allclose(np.asarray(got) * real, np.asarray(want) * real, atol=1e-5 * float(jnp.abs(want).max()),
+                               rtol=0)
+    for a, b in zip(got_grads, want_grads):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5 * float(jnp.abs(b).max()), rtol=0)
+
+
+def test_splash_attention_runs_per_device_under_a_mesh():
+    """Under a data=2 x tensor=2 mesh the splash kernel runs once per device (shard_map) on its
+    rows and KV heads (with their query heads); the result equals the unsharded call."""
+    from r1jax.sharding import make_mesh
+    q, k, v, mask, segments = _attention_inputs()
+    want = splash_attention(q, k, v, mask, segments, block=128, dtype=jnp.float32)
+    with jax.set_mesh(make_mesh("data=2,tensor=2", jax.devices()[:4])):
+        got = jax.jit(lambda *a: splash_attention(*a, block=128, dtype=jnp.float32))(q, k, v, mask, segments)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6, rtol=0)
 
 
 def test_a_prefill_into_a_cache_runs_the_dense_path_either_way(tiny_cfg):
