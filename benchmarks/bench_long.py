@@ -22,8 +22,9 @@ filled blocks only. Both draw the same tokens (checked); tokens/s = generated to
 
 --pack: one RL step's updates (64 rollouts, 4 mini-batches) on a long-tailed length
 distribution like an R1-Zero batch (completion lengths exponential with mean a third of the
-budget, cut at the budget; prompts 16-64 tokens), d 128, 2 layers, vocab 8192. Padded, length-grouped: the
-default, mini-batches of similar length (`length_grouped`), each cut to its longest rollout;
+budget, cut at the budget; prompts 16-64 tokens), d 128, 2 layers, vocab 8192, attention
+blocks of --block tokens. Padded, length-grouped: the default, mini-batches of similar length
+(`length_grouped`), each cut to its longest rollout;
 padded, random: the same random mini-batches as packed, each cut to its longest rollout;
 packed: random mini-batches packed into rows (`grpo.pack`). Tokens/s counts real tokens
 (prompts + completions) over the updates' time (compiles excluded: each shape runs once first).
@@ -106,7 +107,7 @@ def decode_table(budget: int, repeats: int) -> None:
     assert (results["dense"].tokens == results["blockwise"].tokens).all()
 
 
-def pack_table(budget: int, repeats: int) -> None:
+def pack_table(budget: int, repeats: int, block: int) -> None:
     import functools
 
     import numpy as np
@@ -115,7 +116,8 @@ def pack_table(budget: int, repeats: int) -> None:
     from r1jax.config import GRPOConfig
     from r1jax.stages.grpo import round_up
     cfg = ModelConfig(vocab_size=8192, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, d_ff=384,
-                      qkv_bias=True, tie_embeddings=True, max_seq_len=budget + 64, scan_layers=True)
+                      qkv_bias=True, tie_embeddings=True, max_seq_len=budget + 64, scan_layers=True,
+                      attention_block=block)
     rng = np.random.default_rng(0)
     B, M, P = 64, 4, 64
     lengths = np.minimum(rng.exponential(budget / 3, B).astype(int) + 1, budget)
@@ -150,7 +152,8 @@ def pack_table(budget: int, repeats: int) -> None:
     shuffled = np.array_split(rng.permutation(B), M)
     real = int(lengths.sum() + prompt_lens.sum())
     print(f"# {cpu_model()}, jax {jax.__version__}; one RL step's updates: {B} rollouts, {M} mini-batches, "
-          f"budget {budget}, mean completion {lengths.mean():.0f}, max {lengths.max()}; d 128, 2 layers, vocab 8192")
+          f"budget {budget}, mean completion {lengths.mean():.0f}, max {lengths.max()}; d 128, 2 layers, vocab 8192, "
+          f"attention block {block} (auto: dense up to one block)")
     print("| update | tokens through the model | best s | real tokens/s |\n|---|---|---|---|")
     result = {}
     for name, batches in (("padded, length-grouped", [padded(mb) for mb in grouped]),
@@ -184,7 +187,7 @@ def main():
     if args.decode:
         return decode_table(args.budget or 4096, args.repeats)
     if args.pack:
-        return pack_table(args.budget or 1024, args.repeats)
+        return pack_table(args.budget or 1024, args.repeats, args.block)
     base = ModelConfig(vocab_size=8192, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, d_ff=384,
                        qkv_bias=True, tie_embeddings=True, max_seq_len=16384, remat=True, scan_layers=True)
     dense = dataclasses.replace(base, attention="dense", head_chunk=1 << 30)

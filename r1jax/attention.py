@@ -110,6 +110,12 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.
     kms = key_mask.astype(bool).reshape(B, n, b).transpose(1, 0, 2)  # [n, B, S]
     segs = seg.reshape(B, n, b).transpose(1, 0, 2)  # [n, B, Q]
     within = jnp.arange(b)
+    # The interval of segment ids of each block's real tokens [n, B]. Two blocks share a
+    # document only if their intervals overlap in some row, so a tile between two packed
+    # documents (ids in position order, `data.pack_rollouts`) is skipped like a causal one;
+    # without segment ids every interval is [0, 0] and nothing more is skipped.
+    lo = jnp.where(kms, segs, jnp.iinfo(jnp.int32).max).min(-1)
+    hi = jnp.where(kms, segs, -1).max(-1)
 
     @jax.checkpoint
     def query_block(i, qb, seg_q):
@@ -123,7 +129,9 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.
                 allowed = (allowed & (seg_q[:, :, None] == segs[j][:, None, :]))[:, None, None]  # [B, 1, 1, Q, S]
                 return _online_softmax(carry, s, allowed, lambda p: jnp.einsum(
                     "BKGQS,BKSH->BKGQH", p.astype(dtype), vs[j], preferred_element_type=jnp.float32))
-            return jax.lax.cond(j <= i, tile, lambda c: c, carry), None
+            # the diagonal tile always: each query sees itself (a padding block's softmax stays finite)
+            shared = jnp.any((lo[i] <= hi[j]) & (lo[j] <= hi[i]))
+            return jax.lax.cond((j == i) | ((j < i) & shared), tile, lambda c: c, carry), None
 
         init = (jnp.full((B, K, G, b), jnp.finfo(jnp.float32).min), jnp.zeros((B, K, G, b)),
                 jnp.zeros((B, K, G, b, H)))

@@ -95,7 +95,7 @@ def pack_rollouts(prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
     (`train.packed_completion_logprobs`).
 
     Sequences go into rows by first-fit decreasing length; each keeps its own segment id (1, 2,
-    ... in its row, 0 at padding) and positions from 0, so attention stays inside it and it is
+    ... along its row, 0 at padding) and positions from 0, so attention stays inside it and it is
     computed as it would be alone. The row count is rounded up to a multiple of
     `rows_multiple` (the devices the rows split over; empty rows are all padding). Returns
     tokens, segment_ids, positions [R, width] and, one entry per completion token (M of them,
@@ -124,12 +124,17 @@ def pack_rollouts(prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
     flat = {k: np.zeros(n_flat, np.int32) for k in ("rows", "cols", "targets", "seq", "pos")}
     flat["seq"][:] = len(prompts)
     at_flat = 0
-    in_row = [0] * n_rows  # sequences written to each row so far: the next one's segment id - 1
+    # Segment ids in position order along each row (1, 2, ...), so a block of a row spans an
+    # interval of them: blockwise attention skips the tiles between two documents by comparing
+    # intervals.
+    segment_of, in_row = {}, [0] * n_rows
+    for i in sorted(range(len(prompts)), key=lambda i: where[i]):
+        in_row[where[i][0]] += 1
+        segment_of[i] = in_row[where[i][0]]
     for i, ((r, at), p, c) in enumerate(zip(where, prompts, completions)):
         n = len(p) + len(c)
         tokens[r, at:at + n] = [*p, *c]
-        in_row[r] += 1
-        segments[r, at:at + n] = in_row[r]
+        segments[r, at:at + n] = segment_of[i]
         positions[r, at:at + n] = np.arange(n)
         sl = slice(at_flat, at_flat + len(c))
         flat["rows"][sl], flat["cols"][sl] = r, at + len(p) - 1 + np.arange(len(c))

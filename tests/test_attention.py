@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from r1jax import losses, train
-from r1jax.attention import attention_kind, cudnn_attention, dense_mask, splash_attention
+from r1jax.attention import attention_kind, blockwise_attention, cudnn_attention, dense_mask, splash_attention
 from r1jax.config import ModelConfig
 from r1jax.model import _attention, forward, init_cache, init_params
 
@@ -333,12 +333,31 @@ def test_a_packed_grpo_update_equals_the_padded_one(tiny_cfg, agg, attention):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5 * float(jnp.abs(x).max()), rtol=0)
 
 
+def test_blockwise_attention_skips_the_tiles_between_packed_documents():
+    """Two documents of 32 tokens in one row, blocks of 16: the tiles where the second document's
+    queries meet the first's keys are never computed. NaN values in the first document would
+    poison any tile that read them (0 x NaN), so the second's output is finite only if they are
+    skipped, and it equals the second document attended alone."""
+    rng = np.random.default_rng(0)
+    B, T, K, G, H = 1, 64, 2, 2, 8
+    q = jnp.asarray(rng.normal(size=(B, T, K * G, H)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(B, K, H, T)), jnp.float32)
+    v = jnp.asarray(rng.normal(size=(B, K, T, H)), jnp.float32)
+    seg = jnp.asarray([[1] * 32 + [2] * 32])
+    poisoned = v.at[:, :, :32].set(jnp.nan)
+    out = blockwise_attention(q, k, poisoned, jnp.ones((B, T), bool), seg, block=16, dtype=jnp.float32)
+    alone = blockwise_attention(q[:, 32:], k[..., 32:], v[:, :, 32:], jnp.ones((B, 32), bool), None, block=16,
+                                dtype=jnp.float32)
+    assert np.isfinite(np.asarray(out[:, 32:])).all()
+    np.testing.assert_allclose(out[:, 32:], alone, atol=1e-6)
+
+
 def test_packing_fills_rows_first_fit_and_refuses_what_does_not_fit():
     from r1jax import data
     packed = data.pack_rollouts([[1, 2], [3], [4, 5, 6]], [[7, 8, 9], [10], [11]], width=6, tokens_multiple=8)
     # lengths 5, 2, 4 -> first-fit decreasing: [5], [4, 2]
     assert packed["tokens"].tolist() == [[1, 2, 7, 8, 9, 0], [4, 5, 6, 11, 3, 10]]
-    assert packed["segment_ids"].tolist() == [[1, 1, 1, 1, 1, 0], [2, 2, 2, 2, 1, 1]]  # ids in rollout order
+    assert packed["segment_ids"].tolist() == [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 2, 2]]  # ids in position order
     assert packed["positions"].tolist() == [[0, 1, 2, 3, 4, 0], [0, 1, 2, 3, 0, 1]]
     # one entry per completion token (5, padded to 8): the state predicting it, the token, its place
     assert packed["rows"].tolist() == [0, 0, 0, 1, 1, 0, 0, 0]
