@@ -254,31 +254,27 @@ def plot_r1(out_dir: str | Path) -> list[Path]:
     fig.savefig(out / "r1_stages.png", dpi=100)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, label in (("r1zero", "R1-Zero (from the base)"), ("ablation_no_language", "from the cold start"),
-                        ("reasoning_rl", "from the cold start, + language reward")):
-        curve = running_mean(out / name / "metrics.jsonl", "accuracy")
-        ax.plot(range(1, len(curve) + 1), curve, label=label)
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("rollout accuracy (3-step mean)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "cold_start_vs_r1_zero.png", dpi=100)
-    plt.close(fig)
+    def curves(key: str, ylabel: str, runs: tuple, png: str) -> None:
+        """One line per RL run: `key` of its metrics.jsonl, 3-step running mean, over the steps."""
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, label in runs:
+            curve = running_mean(out / name / "metrics.jsonl", key)
+            ax.plot(range(1, len(curve) + 1), curve, label=label)
+        ax.set_xlabel("GRPO step")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / png, dpi=100)
+        plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, label in (("r1zero", "R1-Zero"), ("r1zero_language", "R1-Zero + language reward")):
-        curve = running_mean(out / name / "metrics.jsonl", "language_mixing_rate")
-        ax.plot(range(1, len(curve) + 1), curve,
-                label=f"{label} (held-out pass@1 {stages[name]['pass@1']:.3f}, mixing {stages[name]['mixing']:.3f})")
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("rollouts mixing languages (3-step mean)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "language_drift.png", dpi=100)
-    plt.close(fig)
+    curves("accuracy", "rollout accuracy (3-step mean)",
+           (("r1zero", "R1-Zero (from the base)"), ("ablation_no_language", "from the cold start"),
+            ("reasoning_rl", "from the cold start, + language reward")), "cold_start_vs_r1_zero.png")
+    curves("language_mixing_rate", "rollouts mixing languages (3-step mean)",
+           tuple((name, f"{label} (held-out pass@1 {stages[name]['pass@1']:.3f}, mixing {stages[name]['mixing']:.3f})")
+                 for name, label in (("r1zero", "R1-Zero"), ("r1zero_language", "R1-Zero + language reward"))),
+           "language_drift.png")
     return [out / "r1_stages.png", out / "cold_start_vs_r1_zero.png", out / "language_drift.png"]
 
 
