@@ -130,14 +130,16 @@ _INSIDE = textwrap.dedent("""\
 """)
 
 
-def _visible_paths() -> list[str]:
-    """What the private root shows read-only: the system libraries and the interpreter's prefix."""
+@functools.lru_cache(maxsize=1)
+def _visible_paths() -> str:
+    """What the private root shows read-only, space-separated: the system libraries and the
+    interpreter's prefix (fixed for the process, so found once)."""
     paths = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", os.path.realpath(sys.base_prefix),
              os.path.dirname(os.path.realpath(sys.executable))]
     paths = [p for p in dict.fromkeys(paths) if os.path.lexists(p)]
     if any(c.isspace() for p in paths for c in p):
         raise SandboxError(f"the code sandbox cannot show an interpreter under a path with whitespace: {paths}")
-    return [p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths)]
+    return " ".join(p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths))
 
 
 @functools.lru_cache(maxsize=1)
@@ -212,7 +214,9 @@ def run_sandboxed(program: str, stdin: str = "", limits: SandboxLimits = Sandbox
 
 
 def _run(program: str, stdin: str, limits: SandboxLimits, calls, isolated: bool) -> RunResult:
-    with tempfile.TemporaryDirectory(prefix="r1jax-sandbox-") as tmp, _sandbox_uid() as uid:
+    # a uid of its own only where the sandbox switches to one (the unisolated fallback cannot)
+    with tempfile.TemporaryDirectory(prefix="r1jax-sandbox-") as tmp, \
+            (_sandbox_uid() if isolated else contextlib.nullcontext()) as uid:
         stage, root = os.path.join(tmp, "stage"), os.path.join(tmp, "root")
         os.mkdir(stage)
         os.mkdir(root)
@@ -230,7 +234,7 @@ def _run(program: str, stdin: str, limits: SandboxLimits, calls, isolated: bool)
         status_r, status_w = os.pipe()
         env = {"PATH": _PATH, "LANG": "C.UTF-8"}
         if isolated:
-            env.update(R=root, STAGE=stage, SUID=str(uid), DISK=str(limits.disk_bytes), SHOW=" ".join(_visible_paths()),
+            env.update(R=root, STAGE=stage, SUID=str(uid), DISK=str(limits.disk_bytes), SHOW=_visible_paths(),
                        PY=os.path.realpath(sys.executable), ARGS=" ".join([str(status_w), *args]))
             cmd = ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", _INSIDE]
         else:

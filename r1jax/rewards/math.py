@@ -30,7 +30,7 @@ import functools
 import re
 from typing import Sequence
 
-from r1jax.rewards.math_expr import Node, ParseError, exprs_equal, parse_expr, proportional, rounds_to
+from r1jax.rewards.math_expr import DECIMAL, Node, ParseError, exprs_equal, parse_expr, proportional, rounds_to
 from r1jax.rewards.math_extract import (
     MAX_ANSWER_TEXT,
     MAX_COMPLETION_CHARS,
@@ -86,7 +86,6 @@ _VARIABLE = re.compile(r"[a-zA-Z](?:_\{?\w+\}?)?(?:\([a-zA-Z]\))?|\\(?!infty|pi\
 # Working without unknowns, '180 - 135' of '180 - 135 = 45', '2 x 17' of '2 x 17 = 34'
 _WORKING = re.compile(r"[-–+*/().,%0-9\s]+(?:(?:\\(?:times|cdot|div)|(?<=[0-9]) ?x ?(?=[0-9]))[-–+*/().,%0-9\s]+)*")
 _RELATION = re.compile(r"(\\leq|\\geq|<|>)")
-_DECIMAL = re.compile(r"-?[0-9]*\.[0-9]+")
 
 
 def _is_label(lhs: str) -> bool:
@@ -214,7 +213,7 @@ def _match_norm(g: str, p: str, depth: int, work: list[int]) -> bool:
             return _match_norm(g2, p2, depth + 1, work)
     # a decimal comma ("3,5" against 3.5): only against one number that is not whole (see decimal_comma)
     dg, dp = decimal_comma(g), decimal_comma(p)
-    if dg and _DECIMAL.fullmatch(p) or dp and _DECIMAL.fullmatch(g):
+    if dg and DECIMAL.fullmatch(p) or dp and DECIMAL.fullmatch(g):
         return _match_norm(dg or g, dp or p, depth + 1, work)
     # sets: \{a, b\}
     sg, sp = _set_items(g), _set_items(p)
@@ -315,9 +314,9 @@ def _expr_match(g: str, p: str) -> bool:
     if ng is None or np_ is None:
         return False
     try:
-        return exprs_equal(ng, np_) or (_DECIMAL.fullmatch(p) is not None and _DECIMAL.fullmatch(g) is None
+        return exprs_equal(ng, np_) or (DECIMAL.fullmatch(p) is not None and DECIMAL.fullmatch(g) is None
                                          and rounds_to(ng, p)) or (
-            _DECIMAL.fullmatch(g) is not None and _DECIMAL.fullmatch(p) is None and rounds_to(np_, g))
+            DECIMAL.fullmatch(g) is not None and DECIMAL.fullmatch(p) is None and rounds_to(np_, g))
     except (RecursionError, MemoryError, OverflowError, ValueError, ZeroDivisionError):
         return False
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["ParseError", "Node", "parse_expr", "exprs_equal", "proportional", "rounds_to"]
+__all__ = ["ParseError", "Node", "parse_expr", "exprs_equal", "proportional", "rounds_to", "DECIMAL"]
 
 MAX_ANSWER_CHARS = 400  # longer "answers" are not parsed (string equality only)
 MAX_DIGITS = 60
@@ -445,6 +445,9 @@ def proportional(a: Node, b: Node) -> bool:
     return agree >= 3
 
 
+# Digits with a decimal point, as written ("0.333", "-2.6667"): integer part, fraction part.
+DECIMAL = re.compile(r"-?([0-9]*)\.([0-9]+)")
+
 # A decimal approximates an exact value only with at least this many significant digits: "0.333"
 # is 1/3 and "3.14" is pi, but "0.3" and "0.33" are too coarse to tell 1/3 from 0.3 or 33/100.
 MIN_SIGNIFICANT_DIGITS = 3
@@ -454,7 +457,7 @@ def rounds_to(exact: Node, decimal: str) -> bool:
     """Is `decimal` (digits with a decimal point, as written: "0.333", "-2.6667") the value of
     `exact` rounded to the places it gives, with MIN_SIGNIFICANT_DIGITS or more? "0.333" and
     "0.3333" are 1/3, "0.334" and "0.3" are not; "1.414" is sqrt 2. `exact` must be a constant."""
-    m = re.fullmatch(r"-?([0-9]*)\.([0-9]+)", decimal)
+    m = DECIMAL.fullmatch(decimal)
     if not m or len((m.group(1) + m.group(2)).lstrip("0")) < MIN_SIGNIFICANT_DIGITS:
         return False
     half_unit = Fraction(1, 2 * 10 ** len(m.group(2)))
