@@ -22,6 +22,7 @@ from r1jax.tokenizer import render_r1_zero
 
 __all__ = [
     "ENDINGS",
+    "GUESS_EXACT",
     "MIX_RATE",
     "PHRASES",
     "SLIPS",
@@ -90,12 +91,16 @@ def world_problems(n: int, seed: int, *, min_ops: int = 1, max_ops: int = 3, lan
 # ---------------------------------------------------------------------------------------------
 
 # How the base's training documents answer a problem, and how often. Like web text, most
-# answers are terse or sloppy: half are guesses, and worked solutions often carry an uncaught
-# slip. A few writers re-check every step by counting ("Wait, let me check: 14 + 4: 15, 16,
-# 17, 18.") and fix what was wrong. Counting is slower but a small model gets it right far
-# more often than a step done at once, so RL has a reason to favour long, reflective answers.
-STYLES = {"guess": 0.50, "direct": 0.30, "check": 0.20}
-SLIP_RATE = {"direct": 0.3, "check": 0.4}  # per step
+# answers are terse or sloppy: most are guesses (rarely exact), and worked solutions often
+# carry an uncaught slip. A few writers re-check every step by counting ("Wait, let me check:
+# 14 + 4: 15, 16, 17, 18.") and fix what was wrong. Counting is slower but a small model gets
+# it right far more often than a step done at once, so RL has a reason to favour long,
+# reflective answers. The shares keep the base's pass@1 low, as R1-Zero's was (15.6% on AIME
+# before RL), however well the base learns the corpus: a document answers right 24% of the
+# time (one to three steps), most of that by re-checking.
+STYLES = {"guess": 0.65, "direct": 0.20, "check": 0.15}
+GUESS_EXACT = 0.05  # a guess hits the answer this often
+SLIP_RATE = {"direct": 0.5, "check": 0.4}  # per step
 # Independently of the style, a third of the documents end without the answer tags.
 ENDINGS = {"en": {" <answer> {v} </answer>": 0.65, " {v}": 0.20, " The answer is {v}.": 0.15},
            "zh": {" <answer> {v} </answer>": 0.65, " {v}": 0.20, " 答案是 {v}。": 0.15}}
@@ -120,7 +125,7 @@ def world_response(ex, rng: random.Random) -> tuple[str, str]:
     ending = rng.choices(list(endings), weights=list(endings.values()))[0]
     if style == "guess":
         answer = int(ex.answer)
-        value = answer if rng.random() < 0.2 else answer + rng.choice(SLIPS)
+        value = answer if rng.random() < GUESS_EXACT else answer + rng.choice(SLIPS)
         return style, f"<think> {PHRASES[lang]['guess'].format(v=value)} </think>" + ending.format(v=value)
     check_lang = "en" if lang == "zh" and style == "check" and rng.random() < MIX_RATE else lang
     lines, value = [], steps[0][0]
