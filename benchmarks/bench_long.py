@@ -26,7 +26,8 @@ budget, cut at the budget; prompts 16-64 tokens), d 128, 2 layers, vocab 8192, a
 blocks of --block tokens. Padded, length-grouped: the default, mini-batches of similar length
 (`length_grouped`), each cut to its longest rollout;
 padded, random: the same random mini-batches as packed, each cut to its longest rollout;
-packed: random mini-batches packed into rows (`grpo.pack`). Tokens/s counts real tokens
+packed: random mini-batches packed into rows (`grpo.pack`) as wide as the attention's tiles
+(`attention.tiled_length`, as `r1jax.stages.grpo` packs them). Tokens/s counts real tokens
 (prompts + completions) over the updates' time (compiles excluded: each shape runs once first).
 """
 
@@ -41,7 +42,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from r1jax import losses, plan, sampling, train
+from r1jax import attention, losses, plan, sampling, train
 from r1jax.config import ModelConfig
 from r1jax.model import init_params
 
@@ -145,7 +146,7 @@ def pack_table(budget: int, repeats: int, block: int) -> None:
     def packed(mb):
         n = round_up(int(lengths[mb].max()), budget)
         rows = data.pack_rollouts([prompts[i] for i in mb], [completions[i] for i in mb],
-                                  width=P + round_up(int(lengths.max()), budget))
+                                  width=attention.tiled_length(cfg, P + round_up(int(lengths.max()), budget)))
         return {**rows, **common(mb, n)}
 
     grouped = np.array_split(np.argsort(lengths, kind="stable"), M)

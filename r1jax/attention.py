@@ -59,6 +59,25 @@ def attention_kind(cfg: ModelConfig, T: int, backend: str | None = None) -> str:
     return "blockwise"
 
 
+def tile_size(kind: str, block: int, T: int) -> int:
+    """The tile (query and key block) `kind`'s kernel runs a T-token sequence in: blockwise's
+    `block`, at most T; splash's rounded up to its 128 lanes, at most T rounded up to them."""
+    if kind == "splash":
+        return 128 * min(-(-block // 128), -(-T // 128))
+    return min(block, T)
+
+
+def tiled_length(cfg: ModelConfig, T: int, backend: str | None = None) -> int:
+    """T as the attention kernel runs it: padded to whole tiles (blockwise, splash), else T. A
+    row of packed rollouts this wide costs the attention no more than one of T tokens, so the
+    packer fills it (r1jax.stages.grpo)."""
+    kind = attention_kind(cfg, T, backend)
+    if kind not in ("blockwise", "splash"):
+        return T
+    b = tile_size(kind, cfg.attention_block, T)
+    return -(-T // b) * b
+
+
 def dense_mask(key_mask: jax.Array, segment_ids: jax.Array | None) -> jax.Array:
     """[B, T, T]: which keys each query may see. Causal, never a padding key (key_mask [B, T]
     False), only its own segment (segment_ids [B, T] or None); each query may always see itself
@@ -94,7 +113,7 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.
     B, T, N, H = q.shape
     K = k.shape[1]
     G = N // K
-    b = min(block, T)
+    b = tile_size("blockwise", block, T)
     n = math.ceil(T / b)
     pad = n * b - T
     if pad:  # padded keys are masked; padded queries are cut off at the end
@@ -178,7 +197,7 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Arr
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
     B, T, N, H = q.shape
-    b = 128 * min(-(-block // 128), -(-T // 128))
+    b = tile_size("splash", block, T)
     pad = -(-T // b) * b - T
     seg = jnp.zeros((B, T), jnp.int32) if segment_ids is None else segment_ids.astype(jnp.int32)
     seg = jnp.pad(seg, ((0, 0), (0, pad)))

@@ -12,7 +12,14 @@ import optax
 import pytest
 
 from r1jax import losses, train
-from r1jax.attention import attention_kind, blockwise_attention, cudnn_attention, dense_mask, splash_attention
+from r1jax.attention import (
+    attention_kind,
+    blockwise_attention,
+    cudnn_attention,
+    dense_mask,
+    splash_attention,
+    tiled_length,
+)
 from r1jax.config import ModelConfig
 from r1jax.model import _attention, forward, init_cache, init_params
 
@@ -91,6 +98,16 @@ def test_auto_picks_per_backend_and_cudnn_needs_a_gpu(tiny_cfg):
     with pytest.raises(ValueError, match="ModelConfig.attention must be one of auto, dense, blockwise, splash, "
                                          "cudnn, got 'flash'"):
         dataclasses.replace(tiny_cfg, attention="flash")
+
+
+def test_tiled_length_is_what_the_kernels_pad_a_sequence_to(tiny_cfg):
+    """A packed row is widened to the length the attention runs anyway: whole blockwise tiles,
+    whole splash tiles (128-lane multiples), unchanged where dense attention runs."""
+    auto = dataclasses.replace(tiny_cfg, attention="auto", attention_block=512)
+    assert tiled_length(auto, 512, "cpu") == 512  # one block: dense
+    assert tiled_length(auto, 1088, "cpu") == 1536  # three blockwise tiles of 512
+    assert tiled_length(dataclasses.replace(auto, attention_block=200), 1088, "tpu") == 1280  # splash tiles of 256
+    assert tiled_length(dataclasses.replace(auto, attention="dense"), 1088, "cpu") == 1088
 
 
 def _attention_inputs():
@@ -306,11 +323,14 @@ def test_a_packed_grpo_update_equals_the_padded_one(tiny_cfg, agg, attention):
     and its gradient within 1e-5 of the largest element (float32)."""
     from r1jax import data
     from r1jax.config import GRPOConfig
-    cfg = _cfg(tiny_cfg, attention=attention, attention_block=16)
+    cfg = _cfg(tiny_cfg, attention=attention, attention_block=12)
     params = init_params(cfg, jax.random.key(0), std=0.2)
     rng = np.random.default_rng(0)
     prompts, completions, tokens, mask, targets, cmask = _rollouts(rng, 8)
-    packed = data.pack_rollouts(prompts, completions, width=32, rows_multiple=2, tokens_multiple=16)
+    # rows as wide as the kernel runs them (r1jax.stages.grpo): 36 = three 12-token tiles (blockwise)
+    width = tiled_length(cfg, tokens.shape[1])
+    assert width == {"dense": 32, "blockwise": 36}[attention]
+    packed = data.pack_rollouts(prompts, completions, width=width, rows_multiple=2, tokens_multiple=16)
     assert packed["tokens"].shape[0] < 8 and packed["tokens"].shape[0] % 2 == 0  # fewer rows than rollouts
     common = {"completion_mask": cmask, "old_logp": np.full((8, 20), -6.0, np.float32),
               "ref_logp": np.full((8, 20), -6.5, np.float32),

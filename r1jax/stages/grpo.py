@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from r1jax import checkpoint, data, losses, report, runtime, sampling, train
+from r1jax import attention, checkpoint, data, losses, report, runtime, sampling, train
 from r1jax.config import DataConfig, GRPOConfig, ModelOverrides, OptimConfig, RolloutConfig, TrainerConfig
 from r1jax.rewards import RewardConfig, compute_rewards
 from r1jax.rewards.language import mixes_languages
@@ -183,6 +183,8 @@ def grpo(cfg: RLConfig) -> dict:
         if grouped:
             minibatches = [minibatches[i] for i in rng.permutation(g.minibatches)]
         mb_batches = []
+        # packed rows as wide as the attention runs them anyway: its tiles' tail holds rollouts, not padding
+        width = attention.tiled_length(model_cfg, p_used + n_used)
         for mb in minibatches:
             n_mb = round_up(int(lengths[mb].max()), N)  # each mini-batch cut to its longest rollout
             mb_batch = {k: v[mb][:, :p_used + n_mb] if k in ("tokens", "mask") else
@@ -190,7 +192,7 @@ def grpo(cfg: RLConfig) -> dict:
             if g.pack:  # the rollouts without their padding, packed into rows of the step's width
                 mb_batch = {**{k: v for k, v in mb_batch.items() if k not in ("tokens", "mask")}, **data.pack_rollouts(
                     [prompts[i // G][pmask[i // G]] for i in mb], [roll.tokens[i, :lengths[i]] for i in mb],
-                    width=p_used + n_used, rows_multiple=row_multiple)}
+                    width=width, rows_multiple=row_multiple)}
             scored = {k: v for k, v in mb_batch.items() if k not in ("old_logp", "ref_logp", "advantages")}
             # pi_old from the training forward, before any update of this step (see GRPOConfig.old_logp)
             if recompute_old_logp:
