@@ -70,7 +70,10 @@ def tile_size(kind: str, block: int, T: int) -> int:
 def tiled_length(cfg: ModelConfig, T: int, backend: str | None = None) -> int:
     """T as the attention kernel runs it: padded to whole tiles (blockwise, splash), else T. A
     row of packed rollouts this wide costs the attention no more than one of T tokens, so the
-    packer fills it (r1jax.stages.grpo)."""
+    packer fills it (r1jax.stages.grpo). A user's module (`model.FlaxModel`) runs its own
+    attention: T."""
+    if not isinstance(cfg, ModelConfig):
+        return T
     kind = attention_kind(cfg, T, backend)
     if kind not in ("blockwise", "splash"):
         return T
