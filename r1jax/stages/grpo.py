@@ -184,7 +184,7 @@ def grpo(cfg: RLConfig) -> dict:
             minibatches = [minibatches[i] for i in rng.permutation(g.minibatches)]
         mb_batches = []
         # packed rows as wide as the attention runs them anyway: its tiles' tail holds rollouts, not padding
-        width = attention.tiled_length(model_cfg, p_used + n_used)
+        width = attention.tiled_length(model_cfg, p_used + n_used) if g.pack else None
         for mb in minibatches:
             n_mb = round_up(int(lengths[mb].max()), N)  # each mini-batch cut to its longest rollout
             mb_batch = {k: v[mb][:, :p_used + n_mb] if k in ("tokens", "mask") else
