@@ -105,6 +105,23 @@ def _diff(saved: Any, current: Any, prefix: str = "", places: _Places | None = N
     return [] if saved == current else [f"{prefix[:-1] or 'config'}: saved {saved!r}, now {current!r}"]
 
 
+def _extends(difference: str, saved: Any, current: Any) -> bool:
+    """A difference in `<X>.trainer.steps` alone, where `<X>.optim.schedule` is constant in both
+    configs: the run goes on for more (or fewer) steps on the same learning rates, as an RL run
+    extended past its planned end. Under a cosine schedule the number of steps sets every
+    learning rate, so there it stays a different config."""
+    path = difference.split(":", 1)[0]
+    if not (path == "trainer.steps" or path.endswith(".trainer.steps")):
+        return False
+    parent = path.split(".")[:-2]
+
+    def schedule(config: Any) -> Any:
+        for key in (*parent, "optim", "schedule"):
+            config = config.get(key) if isinstance(config, dict) else None
+        return config
+    return schedule(saved) == schedule(current) == "constant"
+
+
 def _where(directory: Path) -> dict:
     """Saved with every step, so that a moved run can tell its paths apart (`_Places`)."""
     return {"cwd": os.path.realpath(os.getcwd()), "directory": os.path.realpath(directory)}
@@ -172,7 +189,8 @@ class Checkpointer:
     directory whose latest checkpoint has a different config raises `ConfigMismatchError`
     before anything is written, so a mistyped output directory can never rotate away the
     last good checkpoint of another run. Where the directory is, and how its path is spelled,
-    is not part of the config (`_NOT_IDENTITY`, `_Places`): a moved run resumes.
+    is not part of the config (`_NOT_IDENTITY`, `_Places`): a moved run resumes. Nor is the
+    number of steps under a constant learning rate (`_extends`): such a run can be extended.
 
     A step that cannot be read (a truncated file, garbled metadata) while an older one can is
     moved aside to `<step>.corrupt` with a warning, never deleted, and the older one is used
@@ -190,7 +208,8 @@ class Checkpointer:
             here = _where(self.directory)
             saved_where = meta.get("where") or here  # checkpoints written before it was saved: here
             places = _Places(saved_where["cwd"], saved_where["directory"], here["cwd"], here["directory"])
-            diff = _diff(meta["config"], self.run_config, places=places)
+            diff = [d for d in _diff(meta["config"], self.run_config, places=places)
+                    if not _extends(d, meta["config"], self.run_config)]
             if diff:
                 raise ConfigMismatchError(
                     f"{self.directory} holds checkpoints (latest step {latest}) of a different config; "

@@ -108,3 +108,21 @@ def test_a_different_config_never_touches_existing_checkpoints(tmp_path, tiny_cf
     # how the layers run (scan or loop, remat) is not a different config: the run resumes
     other_way = override(tiny_cfg, scan_layers=not tiny_cfg.scan_layers, remat=not tiny_cfg.remat)
     assert checkpoint.Checkpointer(tmp_path, {"model": other_way, "lr": 1e-3}).latest_step() == 1
+
+
+def test_a_run_on_a_constant_learning_rate_can_be_extended(tmp_path, tiny_cfg):
+    """More steps on a constant schedule resume the run; under cosine they change every learning
+    rate, so the directory stays refused."""
+    _, state = _trained_state(tiny_cfg, sharding.make_mesh(MeshConfig(), devices=jax.devices()[:1]))
+
+    def run(schedule, steps):
+        return {"model": tiny_cfg, "rl": {"optim": OptimConfig(schedule=schedule), "trainer": {"steps": steps}}}
+    for schedule, where in (("constant", tmp_path / "constant"), ("cosine", tmp_path / "cosine")):
+        ckpt = checkpoint.Checkpointer(where, run(schedule, 25))
+        ckpt.save(state)
+        ckpt.close()
+    assert checkpoint.Checkpointer(tmp_path / "constant", run("constant", 40)).latest_step() == 1
+    with pytest.raises(checkpoint.ConfigMismatchError, match=r"rl.trainer.steps: saved 25, now 40"):
+        checkpoint.Checkpointer(tmp_path / "cosine", run("cosine", 40))
+    with pytest.raises(checkpoint.ConfigMismatchError, match=r"rl.optim.schedule: saved 'constant', now 'cosine'"):
+        checkpoint.Checkpointer(tmp_path / "constant", run("cosine", 25))
