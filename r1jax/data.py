@@ -8,7 +8,7 @@ import grain
 import jax
 import numpy as np
 
-__all__ = ["lm_batches", "count_rows", "pack_rollouts"]
+__all__ = ["lm_batches", "count_rows", "bucket", "pack_rollouts"]
 
 
 def lm_batches(examples: Sequence[Sequence[int]], *, seq_len: int, batch_size: int, pad_id: int,
@@ -88,18 +88,29 @@ def count_rows(lengths: Sequence[int], seq_len: int, seed: int, pack: bool = Tru
     return len(_rows(lengths, seq_len, seed, pack))
 
 
+def bucket(n: int, multiple: int) -> int:
+    """n rounded up to a multiple of `multiple` whose count of multiples has at most three
+    significant bits (1-8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ...): at most 25% above n, and four
+    sizes per doubling, so shapes drawn from a run's varying sizes compile a few programs."""
+    k = -(-max(n, 1) // multiple)
+    step = 1 << max(k.bit_length() - 3, 0)
+    return -(-k // step) * step * multiple
+
+
 def pack_rollouts(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], *, width: int,
-                  rows_multiple: int = 1, tokens_multiple: int = 128) -> dict:
+                  rows_multiple: int = 1, tokens_multiple: int = 128, min_rows: int = 0, min_tokens: int = 0) -> dict:
     """Rollouts (prompt i then completion i, no padding) packed into rows of `width` tokens, for
     a GRPO update that runs no padding through the model or the LM head
     (`train.packed_completion_logprobs`).
 
     Sequences go into rows by first-fit decreasing length; each keeps its own segment id (1, 2,
     ... along its row, 0 at padding) and positions from 0, so attention stays inside it and it is
-    computed as it would be alone. The row count is rounded up to a multiple of
-    `rows_multiple` (the devices the rows split over; empty rows are all padding). Returns
-    tokens, segment_ids, positions [R, width] and, one entry per completion token (M of them,
-    rounded up to a multiple of `tokens_multiple * rows_multiple`), the (rows, cols) of the
+    computed as it would be alone. The row count is at least `min_rows` and rounded up to a
+    multiple of `rows_multiple` (the devices the rows split over; empty rows are all padding).
+    Returns tokens, segment_ids, positions [R, width] and, one entry per completion token (M of
+    them, at least `min_tokens`, rounded up to a multiple of `tokens_multiple * rows_multiple`;
+    a caller that packs several mini-batches passes the largest sizes, `bucket`ed, so that
+    they share one shape), the (rows, cols) of the
     hidden state that predicts it, the token itself (targets) and where it goes in the loss's
     per-rollout layout (seq, pos); padding entries have seq = len(prompts), out of range.
     """
@@ -115,12 +126,12 @@ def pack_rollouts(prompts: Sequence[Sequence[int]], completions: Sequence[Sequen
             r = len(free) - 1
         where[i] = (r, width - free[r])
         free[r] -= lengths[i]
-    n_rows = -(-len(free) // rows_multiple) * rows_multiple
+    n_rows = -(-max(len(free), min_rows) // rows_multiple) * rows_multiple
     tokens = np.zeros((n_rows, width), np.int32)
     segments = np.zeros((n_rows, width), np.int32)
     positions = np.zeros((n_rows, width), np.int32)
     multiple = tokens_multiple * rows_multiple
-    n_flat = -(-max(sum(len(c) for c in completions), 1) // multiple) * multiple
+    n_flat = -(-max(sum(len(c) for c in completions), min_tokens, 1) // multiple) * multiple
     flat = {k: np.zeros(n_flat, np.int32) for k in ("rows", "cols", "targets", "seq", "pos")}
     flat["seq"][:] = len(prompts)
     at_flat = 0

@@ -388,6 +388,25 @@ def test_packing_fills_rows_first_fit_and_refuses_what_does_not_fit():
         data.pack_rollouts([[1, 2, 3]], [[4, 5, 6, 7]], width=6)
 
 
+def test_bucketed_sizes_are_few_and_at_most_a_quarter_above():
+    from r1jax import data
+    assert [data.bucket(n, 1) for n in (1, 7, 8, 9, 11, 17, 33, 100)] == [1, 7, 8, 10, 12, 20, 40, 112]
+    assert [data.bucket(n, 128) for n in (1, 128, 129, 1100, 2200)] == [128, 128, 256, 1280, 2560]
+    sizes = [data.bucket(n, 1) for n in range(1, 4097)]
+    assert all(n <= b <= 1.25 * n for n, b in zip(range(9, 4097), sizes[8:]))
+    assert len(set(sizes)) == 8 + 4 * 9  # 1-8, then four a doubling up to 4096
+
+
+def test_packing_to_minimum_sizes_pads_with_empty_rows_and_entries():
+    from r1jax import data
+    packed = data.pack_rollouts([[1, 2], [3]], [[7, 8, 9], [10]], width=6, tokens_multiple=4, min_rows=3, min_tokens=6)
+    # lengths 5 and 2 in rows of 6: two rows, a third all padding
+    assert packed["tokens"].tolist() == [[1, 2, 7, 8, 9, 0], [3, 10, 0, 0, 0, 0], [0] * 6]
+    assert packed["segment_ids"].tolist() == [[1] * 5 + [0], [1, 1, 0, 0, 0, 0], [0] * 6]
+    assert packed["targets"].tolist() == [7, 8, 9, 10, 0, 0, 0, 0]  # 6 rounded up to a multiple of 4
+    assert packed["seq"].tolist() == [0, 0, 0, 1, 2, 2, 2, 2]  # padding entries point past the rollouts
+
+
 def test_chunked_logit_distillation_equals_the_whole_vocabulary(tiny_cfg):
     """Logit distillation with the head in chunks of 9 positions: the teacher's top-k (values
     and ids) and the student's loss and gradient equal the whole-logits computation

@@ -144,6 +144,30 @@ def test_bfloat16_first_update_starts_at_ratio_one(base, tmp_path):
     assert max(abs(m["ratio_min"] - 1.0), abs(m["ratio_max"] - 1.0)) < 1e-3
 
 
+def test_packed_mini_batches_of_a_step_share_one_bucketed_shape(base, tmp_path, monkeypatch):
+    """Each mini-batch packs into its own number of rows and completion tokens; a run whose
+    every mini-batch had its own shape compiled a new update every step (a world run with
+    packing took 3x the padded step time and died after ~70 compiles: LLVM out of memory).
+    The step's mini-batches are packed to the largest sizes, bucketed."""
+    from r1jax import data
+    shapes, pack = [], data.pack_rollouts
+
+    def spy(*args, **kwargs):
+        out = pack(*args, **kwargs)
+        if "min_rows" in kwargs:  # the packing the update runs on
+            shapes.append((len(out["tokens"]), len(out["seq"])))
+        return out
+
+    monkeypatch.setattr(data, "pack_rollouts", spy)
+    cfg = override_paths(_rl(tmp_path, base), {"grpo.pack": True, "grpo.minibatches": 4, "trainer.steps": 2})
+    grpo_stage.grpo(cfg)
+    assert len(shapes) == 8
+    for step in (shapes[:4], shapes[4:]):
+        assert len(set(step)) == 1
+        rows, tokens = step[0]
+        assert data.bucket(rows, 1) == rows and data.bucket(tokens, 128) == tokens
+
+
 def test_a_packed_rl_step_equals_the_padded_one(base, tmp_path):
     """One RL step (one update on all 16 rollouts, a reference model) with rollouts packed into
     rows against the same step with padded rows: the same loss, KL, ratios and entropy, and the

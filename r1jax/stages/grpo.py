@@ -183,16 +183,22 @@ def grpo(cfg: RLConfig) -> dict:
         if grouped:
             minibatches = [minibatches[i] for i in rng.permutation(g.minibatches)]
         mb_batches = []
-        # packed rows as wide as the attention runs them anyway: its tiles' tail holds rollouts, not padding
-        width = attention.tiled_length(model_cfg, p_used + n_used) if g.pack else None
-        for mb in minibatches:
-            n_mb = round_up(int(lengths[mb].max()), N)  # each mini-batch cut to its longest rollout
+        if g.pack:  # the rollouts without their padding, packed into rows
+            # as wide as the attention runs them anyway (its tiles' tail holds rollouts, not padding),
+            # every mini-batch of the step in one bucketed shape: a new shape is a new compile
+            def pack(mb, **sizes):
+                return data.pack_rollouts([prompts[i // G][pmask[i // G]] for i in mb],
+                                          [roll.tokens[i, :lengths[i]] for i in mb], rows_multiple=row_multiple,
+                                          width=attention.tiled_length(model_cfg, p_used + n_used), **sizes)
+            sizes = [(len(p["tokens"]), len(p["seq"])) for p in map(pack, minibatches)]
+            packed = [pack(mb, min_rows=data.bucket(max(r for r, _ in sizes), row_multiple),
+                           min_tokens=data.bucket(max(t for _, t in sizes), 128 * row_multiple)) for mb in minibatches]
+        for j, mb in enumerate(minibatches):
+            n_mb = n_used if g.pack else round_up(int(lengths[mb].max()), N)  # padded: cut to its longest
             mb_batch = {k: v[mb][:, :p_used + n_mb] if k in ("tokens", "mask") else
                         v[mb][:, :n_mb] if v.ndim == 2 else v[mb] for k, v in batch.items()}
-            if g.pack:  # the rollouts without their padding, packed into rows of the step's width
-                mb_batch = {**{k: v for k, v in mb_batch.items() if k not in ("tokens", "mask")}, **data.pack_rollouts(
-                    [prompts[i // G][pmask[i // G]] for i in mb], [roll.tokens[i, :lengths[i]] for i in mb],
-                    width=width, rows_multiple=row_multiple)}
+            if g.pack:
+                mb_batch = {**{k: v for k, v in mb_batch.items() if k not in ("tokens", "mask")}, **packed[j]}
             scored = {k: v for k, v in mb_batch.items() if k not in ("old_logp", "ref_logp", "advantages")}
             # pi_old from the training forward, before any update of this step (see GRPOConfig.old_logp)
             if recompute_old_logp:
