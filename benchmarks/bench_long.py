@@ -2,7 +2,7 @@
 against blockwise attention + chunked head, and the planner's estimate against XLA's figure.
 
     python benchmarks/bench_long.py [--lengths 1024,2048,4096,8192] [--repeats 3]
-    python benchmarks/bench_long.py --decode [--budget 4096]
+    python benchmarks/bench_long.py --decode [--budget 4096] [--stops 6]
     python benchmarks/bench_long.py --pack [--budget 1024]
 
 A small Qwen2-shaped model (d 128, 2 layers, 4/2 heads, vocab 8192, remat on, float32) takes
@@ -15,8 +15,9 @@ gradient (best of --repeats, compile excluded) with the ratio blockwise / dense.
 
 --decode: the sampler with a long token budget and answers that stop far short of it. A random
 model (d 256, 4 layers, 4/2 heads, vocab 1024, the CPU presets' layer loop) samples 16 rows of
-32 prompt tokens with max_new_tokens --budget; six stop tokens end a row after about 170
-tokens on average, so the batch finishes after several hundred steps. Dense attention reads
+32 prompt tokens with max_new_tokens --budget; --stops stop tokens (default six) end a row:
+six after about 150 tokens on average, two after about 500, so the batch finishes far short of
+the budget. Dense attention reads
 every cache slot at every step; blockwise decoding (`attention.decode_attention`) reads the
 filled blocks only. Both draw the same tokens (checked); tokens/s = generated tokens / time.
 
@@ -83,14 +84,16 @@ def cpu_model() -> str:
         return platform.processor() or "unknown CPU"
 
 
-def decode_table(budget: int, repeats: int) -> None:
+def decode_table(budget: int, repeats: int, stops: int) -> None:
     base = ModelConfig(vocab_size=1024, d_model=256, n_layers=4, n_heads=4, n_kv_heads=2, head_dim=64, d_ff=768,
                        qkv_bias=True, tie_embeddings=True, max_seq_len=budget + 64, scan_layers=False)
     params = init_params(base, jax.random.key(0))
     prompts = jax.random.randint(jax.random.key(1), (16, 32), 10, 1024)
     mask = jnp.ones((16, 32), bool)
-    cfg = sampling.SamplingConfig(temperature=1.0, max_new_tokens=budget, stop_tokens=(1, 2, 3, 4, 5, 6), pad_id=0)
-    print(f"# {cpu_model()}, jax {jax.__version__}; sampler, 16 rows, prompt 32, budget {budget}, d 256, 4 layers")
+    cfg = sampling.SamplingConfig(temperature=1.0, max_new_tokens=budget, stop_tokens=tuple(range(1, stops + 1)),
+                                  pad_id=0)
+    print(f"# {cpu_model()}, jax {jax.__version__}; sampler, 16 rows, prompt 32, budget {budget}, {stops} stop tokens, "
+          "d 256, 4 layers")
     print("| attention | steps | mean length | best s | tokens/s |\n|---|---|---|---|---|")
     results = {}
     for name in ("dense", "blockwise"):
@@ -184,9 +187,10 @@ def main():
     ap.add_argument("--decode", action="store_true", help="the sampler table instead")
     ap.add_argument("--pack", action="store_true", help="the packed-update table instead")
     ap.add_argument("--budget", type=int, help="max new tokens (default 4096 with --decode, 1024 with --pack)")
+    ap.add_argument("--stops", type=int, default=6, help="with --decode: how many stop tokens (fewer: longer answers)")
     args = ap.parse_args()
     if args.decode:
-        return decode_table(args.budget or 4096, args.repeats)
+        return decode_table(args.budget or 4096, args.repeats, args.stops)
     if args.pack:
         return pack_table(args.budget or 1024, args.repeats, args.block)
     base = ModelConfig(vocab_size=8192, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, d_ff=384,
