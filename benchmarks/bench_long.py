@@ -178,6 +178,35 @@ def pack_table(budget: int, repeats: int, block: int) -> None:
         print(f"packed / {baseline}: {result['packed, random mini-batches'] / result[baseline]:.2f}x tokens per second")
 
 
+def shapes_table(budget: int, steps: int) -> None:
+    """How many update programs a long run compiles: the widths padded mini-batches take over an
+    R1-Zero-like run (mean length growing linearly from a twentieth to a third of the budget,
+    long-tailed, length-grouped mini-batches), rounded to plain multiples of 32 against the
+    bucketed widths the GRPO stage uses (`grpo.round_up`). Numpy only: no model runs."""
+    import numpy as np
+
+    from r1jax.stages.grpo import round_up
+    rng = np.random.default_rng(0)
+    B, M = 512, 8  # the paper's 32 prompts x 16 samples, in 8 mini-batches (experiments/r1_zero_*)
+    widths = {"multiples of 32": set(), "bucketed (round_up)": set()}
+    through = dict.fromkeys(widths, 0)
+    real = 0
+    for step in range(steps):
+        mean = budget * (1 / 20 + (1 / 3 - 1 / 20) * step / max(steps - 1, 1))
+        lengths = np.sort(np.minimum(rng.exponential(mean, B).astype(int) + 1, budget))
+        real += int(lengths.sum())
+        for mb in np.split(lengths, M):
+            for name, width in (("multiples of 32", min(-(-int(mb.max()) // 32) * 32, budget)),
+                                ("bucketed (round_up)", round_up(int(mb.max()), budget))):
+                widths[name].add(width)
+                through[name] += width * len(mb)
+    print(f"# padded, length-grouped updates over {steps} steps: {B} rollouts a step in {M} mini-batches, budget "
+          f"{budget}, mean completion {budget // 20} -> {budget // 3} (exponential, capped)")
+    print("| widths | update programs compiled | completion tokens through the model / real |\n|---|---|---|")
+    for name in widths:
+        print(f"| {name} | {len(widths[name])} | {through[name] / real:.3f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lengths", default="1024,2048,4096,8192")
@@ -186,11 +215,16 @@ def main():
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--decode", action="store_true", help="the sampler table instead")
     ap.add_argument("--pack", action="store_true", help="the packed-update table instead")
-    ap.add_argument("--budget", type=int, help="max new tokens (default 4096 with --decode, 1024 with --pack)")
+    ap.add_argument("--shapes", action="store_true", help="the table of update shapes over a long run instead")
+    ap.add_argument("--steps", type=int, default=400, help="with --shapes: RL steps simulated")
+    ap.add_argument("--budget", type=int, help="max new tokens (default 4096 with --decode, 1024 with --pack, "
+                    "32768 with --shapes)")
     ap.add_argument("--stops", type=int, default=6, help="with --decode: how many stop tokens (fewer: longer answers)")
     args = ap.parse_args()
     if args.decode:
         return decode_table(args.budget or 4096, args.repeats, args.stops)
+    if args.shapes:
+        return shapes_table(args.budget or 32768, args.steps)
     if args.pack:
         return pack_table(args.budget or 1024, args.repeats, args.block)
     base = ModelConfig(vocab_size=8192, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=32, d_ff=384,

@@ -144,6 +144,19 @@ def test_bfloat16_first_update_starts_at_ratio_one(base, tmp_path):
     assert max(abs(m["ratio_min"] - 1.0), abs(m["ratio_max"] - 1.0)) < 1e-3
 
 
+def test_update_widths_come_from_a_few_buckets_and_small_runs_keep_theirs():
+    """A 32k budget padded to plain multiples of 32 has 1,024 widths: a compile at almost every
+    step while lengths grow. Bucketed, 36, each at most 25% above the longest rollout; up to 256
+    tokens the widths are the multiples of 32 they were, so the world job's runs are unchanged."""
+    small = [grpo_stage.round_up(n, 224) for n in range(1, 300)]
+    assert small == [min(-(-n // 32) * 32, 224) for n in range(1, 300)]
+    widths = [grpo_stage.round_up(n, 32768) for n in range(1, 32769)]
+    assert len(set(widths)) == 8 + 4 * 7  # 32..256 by 32, then four a doubling up to 32768
+    assert all(n <= w < n + 32 if n <= 256 else n <= w <= 1.25 * n for n, w in zip(range(1, 32769), widths))
+    assert all(w % 32 == 0 for w in widths)
+    assert grpo_stage.round_up(30000, 32000) == 32000  # never past the budget
+
+
 def test_packed_mini_batches_of_a_step_share_one_bucketed_shape(base, tmp_path, monkeypatch):
     """Each mini-batch packs into its own number of rows and completion tokens; a run whose
     every mini-batch had its own shape compiled a new update every step (a world run with

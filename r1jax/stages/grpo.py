@@ -70,9 +70,12 @@ class RLConfig:
 
 
 def round_up(n: int, cap: int, multiple: int = 32) -> int:
-    """n rounded up to a multiple of `multiple`, at most `cap`: padded widths from a handful of
-    shapes, so only a few update programs compile."""
-    return min(-(-max(n, 1) // multiple) * multiple, cap)
+    """n rounded up to a `data.bucket` of `multiple` (every multiple up to 8 of them, then four
+    sizes a doubling, at most 25% above n), at most `cap`: the widths of a run's updates come
+    from a few shapes, so a few programs compile. Plain multiples of 32 would give a 32k budget
+    1,024 widths, a compile at almost every step while lengths grow; up to 256 tokens the two
+    are the same."""
+    return min(data.bucket(n, multiple), cap)
 
 
 def overlong_penalty(lengths: np.ndarray, max_new: int, buffer: int) -> np.ndarray:
