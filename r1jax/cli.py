@@ -64,6 +64,18 @@ def _parse_type(annotation: str):
     return str
 
 
+def stage_default(cls, path: str):
+    """The value a default `cls` has at dotted `path`. A nested part's default is the stage's own
+    instance of it (`RLConfig.trainer` runs 50 steps where `TrainerConfig()` runs 100), so `--help`
+    must read it from there, not from the part's class."""
+    head, _, rest = path.partition(".")
+    f = next(f for f in dataclasses.fields(cls) if f.name == head)
+    value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    for name in rest.split(".") if rest else ():
+        value = getattr(value, name)
+    return value
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
     """One flag per leaf field of `cls` (nested configs as dotted paths); unset flags stay absent."""
     parser.add_argument("--config", help="an experiment file whose get_config() returns this command's config")
@@ -71,7 +83,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
     for path, f in flat_fields(cls).items():
         names = ["--" + path.replace("_", "-")] + (["--" + path] if "_" in path else [])
         kind = _parse_type(str(f.type))
-        help_text = f"default: {f.default!r}"
+        help_text = f"default: {stage_default(cls, path)!r}"
         if kind is parse_bool:
             parser.add_argument(*names, dest=path, type=parse_bool, nargs="?", const=True, default=argparse.SUPPRESS,
                                 metavar="true|false", help=help_text)
@@ -146,21 +158,28 @@ def _convert(args) -> None:
         print(f"wrote Hugging Face {cfg.arch} checkpoint to {args.dst}")
 
 
-def _init_distributed() -> None:
-    """Join the other hosts of a multi-host run before anything touches a device: on a Cloud
-    TPU pod slice (TPU_WORKER_HOSTNAMES lists several workers) JAX finds its peers itself;
-    elsewhere (GPU clusters) set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
-    When a host dies the others abort once it has missed heartbeats for R1JAX_HEARTBEAT_TIMEOUT
-    seconds (default 100, jax's); rerun every process to resume from the last checkpoint."""
+def init_distributed() -> None:
+    """Join the other hosts of a multi-host run before anything touches a device. JAX finds its
+    peers itself on a Cloud TPU pod slice (TPU_WORKER_HOSTNAMES lists several workers), in a
+    SLURM step of several tasks (`srun`) and under Open MPI's `mpirun` with several processes;
+    elsewhere set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID. One process
+    alone (a SLURM job without srun, a laptop) joins nothing: initialising would wait for peers
+    that never come. When a host dies the others abort once it has missed heartbeats for
+    R1JAX_HEARTBEAT_TIMEOUT seconds (default 100, jax's); rerun every process to resume from
+    the last checkpoint."""
     import jax
     # several processes on CPUs (a test of the multi-host path on one machine) talk through gloo
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    heartbeat = int(os.environ.get("R1JAX_HEARTBEAT_TIMEOUT", "100"))
-    if "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+    env = os.environ
+    heartbeat = int(env.get("R1JAX_HEARTBEAT_TIMEOUT", "100"))
+    cluster = ("," in env.get("TPU_WORKER_HOSTNAMES", "")
+               or ("SLURM_STEP_NODELIST" in env and int(env.get("SLURM_NTASKS", "1")) > 1)
+               or ("OMPI_MCA_orte_hnp_uri" in env and int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1))
+    if cluster:
         jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat)
-    elif os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        jax.distributed.initialize(os.environ["JAX_COORDINATOR_ADDRESS"], int(os.environ["JAX_NUM_PROCESSES"]),
-                                   int(os.environ["JAX_PROCESS_ID"]), heartbeat_timeout_seconds=heartbeat)
+    elif env.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], int(env["JAX_NUM_PROCESSES"]),
+                                   int(env["JAX_PROCESS_ID"]), heartbeat_timeout_seconds=heartbeat)
 
 
 def _print_result(command: str, module, cfg, result) -> None:
@@ -262,7 +281,7 @@ def _main(argv: list[str]) -> None:
         if args.print_config:
             print(json.dumps(dataclasses.asdict(cfg), indent=2))
             return
-        _init_distributed()
+        init_distributed()
         try:
             result = getattr(module, fn)(cfg)
         except KeyboardInterrupt as stopped:  # the recipe: a stage stopped by a signal, checkpoint saved

@@ -2,7 +2,9 @@
 flag, field or file and what is valid, on stderr with exit status 2, before any training work;
 --debug shows the traceback; a bug still shows its traceback."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +61,25 @@ def test_no_prefix_matching(capsys):
     with pytest.raises(SystemExit) as stop:  # plan's flags too: --min is not --minibatches
         cli.main(["plan", "--model", "tiny", "--mesh", "data=1", "--min", "2"])
     assert stop.value.code == 2 and "unrecognized arguments: --min 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, flag, default", [
+    ("r1-zero", "--trainer.steps", "50"), ("r1-zero", "--optim.schedule", "'constant'"),
+    ("pretrain", "--trainer.steps", "600"), ("rm", "--trainer.steps", "200"),
+    ("collect", "--rollout.temperature", "0.7"), ("r1", "--grpo.group-size", "8")])
+def test_help_gives_the_stage_default_of_a_nested_field(command, flag, default, capsys):
+    """A stage's nested part has the stage's defaults, not its class's (TrainerConfig() runs 100
+    steps), and --help says what an unset flag will be: the value --print-config shows."""
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    metavar = flag.removeprefix("--").replace("-", "_").upper()
+    assert re.search(rf"{re.escape(flag)} {metavar}(, \S+ {metavar})? default: {re.escape(default)} ", help_text)
+    cli.main([command, "--print-config"])
+    value = json.loads(capsys.readouterr().out)
+    for key in flag.removeprefix("--").replace("-", "_").split("."):
+        value = value[key]
+    assert repr(value) == default
 
 
 def test_out_dir_that_is_a_file(dirs, tmp_path, capsys):
@@ -118,3 +139,29 @@ def test_the_installed_command(tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines() == ["r1jax grpo: grpo.kl_estimator must be one of k1, k2, k3, got 'k4'",
                                      "(--debug shows the traceback)"]
+
+
+@pytest.mark.parametrize("env, joins", [
+    ({}, None),
+    ({"TPU_WORKER_HOSTNAMES": "w0,w1"}, ()),
+    ({"TPU_WORKER_HOSTNAMES": "w0"}, None),  # a single-host slice
+    ({"SLURM_STEP_NODELIST": "n[1-2]", "SLURM_NTASKS": "2"}, ()),
+    ({"SLURM_STEP_NODELIST": "n1", "SLURM_NTASKS": "1"}, None),
+    ({"SLURM_NTASKS": "4"}, None),  # a batch script's own process, outside any srun step
+    ({"OMPI_MCA_orte_hnp_uri": "1.2.3.4:5", "OMPI_COMM_WORLD_SIZE": "2"}, ()),
+    ({"JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"},
+     ("127.0.0.1:1234", 2, 1)),
+])
+def test_which_environments_join_a_multi_host_run(env, joins, monkeypatch):
+    """A cluster JAX can read joins with no arguments (JAX reads it); explicit variables are
+    passed on; one process alone never waits for peers."""
+    import jax
+    for name in ("TPU_WORKER_HOSTNAMES", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "OMPI_MCA_orte_hnp_uri",
+                 "OMPI_COMM_WORLD_SIZE", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **kw: calls.append((a, kw)))
+    cli.init_distributed()
+    assert calls == ([] if joins is None else [(joins, {"heartbeat_timeout_seconds": 100})])
