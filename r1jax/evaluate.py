@@ -220,7 +220,7 @@ def score_samples(samples: list[dict], problems: dict[str, Example], cfg: EvalCo
     correct = accuracy(completions, exs, timeout=cfg.timeout)
     extracted = _extract(completions, exs, cfg.answer_mode, cfg.timeout)
     # the chat template opens <think> in the prompt, so its outputs have R1's shape, not R1-Zero's
-    form = fmt.r1_format if cfg.template == "chat" else fmt.r1_zero_format
+    form = fmt.r1_format if TEMPLATES[cfg.template] == "r1-chat" else fmt.r1_zero_format
     seen: Counter = Counter()
     rows = []
     for s, ex, ok, ans in zip(samples, exs, correct, extracted):

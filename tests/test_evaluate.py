@@ -86,6 +86,20 @@ def test_each_sample_votes_with_its_one_final_answer_chosen_without_the_gold():
     assert s["pass@1"] == pytest.approx((1 / 6 + 0) / 2) and s["cons@6"] == 0.0
 
 
+@pytest.mark.parametrize("template, r1_shape", [("chat", True), ("r1-chat", True), ("r1_zero", False),
+                                                ("r1-zero", False)])
+def test_format_is_graded_by_the_rule_of_the_template_either_spelling(template, r1_shape):
+    """The chat template opens <think> in the prompt, so its outputs are `reasoning</think>
+    summary` (R1's format); R1-Zero's template expects both tag pairs. `r1-chat` is the same
+    template as `chat` and once fell to the R1-Zero rule."""
+    from r1jax.tasks import Example
+
+    ex = Example("a", "Q?", "5", {})
+    rows = ev.score_samples([{"id": "a", "completion": "2 + 3 = 5.</think> The answer is 5."}], {"a": ex},
+                            ev.EvalConfig(benchmark="chain", template=template))
+    assert rows[0]["format"] is r1_shape
+
+
 # ----------------------------------------------------------------------------- oracle runs (score-only)
 
 def oracle_completion(name, ex):
