@@ -112,3 +112,11 @@ def test_the_config_manual_lists_every_flag_of_every_stage():
         cls = getattr(importlib.import_module(module), name)
         missing = [p for p in flat_fields(cls) if f"`--{p.replace('_', '-')}`" not in text]
         assert not missing, f"docs/configs.md lacks {name}'s flags {missing}"
+
+
+@pytest.mark.parametrize("name, cls", [("main_job", WorldConfig), ("r1_recipe", R1Config)])
+def test_the_world_experiment_files_are_the_commands_measured_defaults(name, cls):
+    """Their docstrings say `r1jax world` / `r1jax r1` with these settings: the numbers in the
+    README come from the defaults, so the files must be the defaults (main_job.py once kept a
+    450-step base after the default moved to 800)."""
+    assert _config(ROOT / "experiments" / "world" / f"{name}.py") == cls()

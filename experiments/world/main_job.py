@@ -1,8 +1,9 @@
-"""The main job on the embedded CPU world (`r1jax world` with its defaults):
+"""The main job on the embedded CPU world (`r1jax world` with its defaults, written out as a
+starting point for an ablation):
 
     r1jax world --config experiments/world/main_job.py [--seed 1] [--grpo.beta 0.0 ...]
 
-pretrain the world's base (450 steps), evaluate it on 64 held-out problems x 8 samples, run
+pretrain the world's base (800 steps), evaluate it on 64 held-out problems x 8 samples, run
 R1-Zero from it (25 GRPO steps, 16 samples a problem, 224 new tokens), evaluate the policy.
 """
 
@@ -11,5 +12,5 @@ from r1jax.stages.world import WorldConfig
 
 
 def get_config() -> WorldConfig:
-    return WorldConfig(out_dir="runs/world", pretrain_steps=450, rl_steps=25, max_new_tokens=224,
+    return WorldConfig(out_dir="runs/world", pretrain_steps=800, rl_steps=25, max_new_tokens=224,
                        grpo=GRPOConfig(group_size=16, beta=0.001))

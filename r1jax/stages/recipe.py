@@ -8,7 +8,7 @@ stage's directory and resumes on its own; this file only wires them together and
     cold_sft/        1-2. cold start: SFT of the base on readable R1-Zero samples
     reasoning_rl/    3. GRPO with accuracy + format + language consistency
     rejection.jsonl  4. rejection sampling of stage 3 + general (non-reasoning) data
-    sft/             5. SFT of the base on it (2 epochs)
+    sft/             5. SFT of the base on it (4 epochs)
     rm/              reward model (Bradley-Terry) on generated preference pairs
     rl_all/          6. GRPO on reasoning + general prompts (rules + reward model)
     distill.jsonl    7. the final model's samples;  student_base/ student_sft/ (+ student_logits/,
