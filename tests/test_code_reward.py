@@ -253,3 +253,26 @@ def test_no_sandbox_means_refusal_unless_opted_in(monkeypatch):
     monkeypatch.setenv(ALLOW_UNSANDBOXED_ENV, "1")
     assert code_reward(_fenced(reference_solution(p)), p) == 1.0  # the rlimit-only fallback, opted into
     assert code_reward(_fenced(f"def {p.entry_point}(*a):\n    return -1\n"), p) == 0.0
+
+
+def test_every_limit_reaches_the_program():
+    limits = SandboxLimits(cpu_seconds=3, memory_bytes=300 << 20, file_size_bytes=70 << 10, max_processes=20,
+                           max_open_files=40)
+    r = run_sandboxed("import resource\nfor n in ('CPU', 'AS', 'FSIZE', 'NPROC', 'NOFILE', 'CORE'):\n"
+                      "    print(*resource.getrlimit(getattr(resource, 'RLIMIT_' + n)))\n", limits=limits)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:6] == ["3 4", f"{300 << 20} {300 << 20}", f"{70 << 10} {70 << 10}", "20 20",
+                                        "40 40", "0 0"]
+
+
+def test_starting_a_sandbox_runs_no_python_in_a_forked_child_of_the_trainer(monkeypatch):
+    """A trainer has JAX's threads; Python code between fork and exec (Popen's preexec_fn) can
+    deadlock on a lock one of them held. JAX warns at any such fork: none may happen."""
+    import warnings
+
+    import jax
+    jax.devices()  # JAX's backend and its threads are up, as in a trainer
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_sandboxed("print('ok')\n", limits=FAST).stdout == "ok\n"
+    assert not [w for w in caught if "fork" in str(w.message)]

@@ -41,7 +41,6 @@ import math
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -162,15 +161,29 @@ def sandbox_isolation() -> dict:
     return {"isolated": not reason, "reason": reason}
 
 
-def _limits(limits: SandboxLimits):
-    def apply():
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size_bytes, limits.file_size_bytes))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
+# Sets the limits, then becomes the command (limits survive exec). A wrapper rather than
+# Popen(preexec_fn=...): that runs Python in the forked child of a multithreaded trainer (JAX's
+# threads), where a lock another thread held at the fork can deadlock it before exec.
+_WITH_LIMITS = """import os, resource, sys
+end = sys.argv.index("--")
+for spec in sys.argv[1:end]:
+    name, soft, hard = spec.split(":")
+    resource.setrlimit(getattr(resource, "RLIMIT_" + name), (int(soft), int(hard)))
+os.execvp(sys.argv[end + 1], sys.argv[end + 1:])
+"""
+
+
+_LAUNCHER = os.path.realpath(sys.executable)  # this process's own interpreter runs _WITH_LIMITS
+
+
+def _with_limits(cmd: list[str], limits: SandboxLimits) -> list[str]:
+    """`cmd` run under the sandbox's resource limits."""
+    specs = [("CPU", limits.cpu_seconds, limits.cpu_seconds + 1), ("AS", limits.memory_bytes, limits.memory_bytes),
+             ("FSIZE", limits.file_size_bytes, limits.file_size_bytes),
+             ("NPROC", limits.max_processes, limits.max_processes),
+             ("NOFILE", limits.max_open_files, limits.max_open_files), ("CORE", 0, 0)]
+    return [_LAUNCHER, "-I", "-S", "-c", _WITH_LIMITS,
+            *(f"{name}:{soft}:{hard}" for name, soft, hard in specs), "--", *cmd]
 
 
 _PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -242,8 +255,8 @@ def _run(program: str, stdin: str, limits: SandboxLimits, calls, isolated: bool)
         with open(os.path.join(tmp, "in"), "rb") as fin, open(os.path.join(tmp, "out"), "w+b") as out, \
                 open(os.path.join(tmp, "err"), "w+b") as err:
             try:
-                proc = subprocess.Popen(cmd, stdin=fin, stdout=out, stderr=err, cwd=stage, env=env,
-                                        start_new_session=True, preexec_fn=_limits(limits), pass_fds=(status_w,))
+                proc = subprocess.Popen(_with_limits(cmd, limits), stdin=fin, stdout=out, stderr=err, cwd=stage,
+                                        env=env, start_new_session=True, pass_fds=(status_w,))
             except OSError as e:
                 os.close(status_r)
                 raise SandboxError(f"the code sandbox could not start a process: {e}") from e
