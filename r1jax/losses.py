@@ -95,7 +95,7 @@ def kl_penalty(logp: jax.Array, ref_logp: jax.Array, estimator: str = "k3") -> j
 def grpo_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None, advantages: jax.Array,
               mask: jax.Array, *, eps_low: float = 0.2, eps_high: float = 0.2, beta: float = 0.001,
               kl_estimator: str = "k3", agg: str = "seq-mean-token-mean", max_len: int | None = None,
-              entropy: jax.Array | None = None) -> tuple[jax.Array, dict]:
+              token_norm: jax.Array | None = None, entropy: jax.Array | None = None) -> tuple[jax.Array, dict]:
     """The GRPO objective (DeepSeekMath eq. 3, as used by DeepSeek-R1), negated for descent.
 
     logp, old_logp, ref_logp, mask: [N, T] (log-probs of the sampled tokens under the policy
@@ -107,6 +107,12 @@ def grpo_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None, 
     agg 'seq-mean-token-mean': mean over sequences of each sequence's token mean (the paper);
     'token-mean': one mean over all tokens (DAPO); 'seq-mean-token-sum-norm': token sums
     divided by the constant `max_len` (default T), then the mean over sequences (Dr. GRPO).
+    `token_norm` (a scalar, or [N] equal values) replaces token-mean's divisor, the masked token
+    count of this call: a training step that splits its rollouts into mini-batches passes its
+    whole batch's count over the number of mini-batches, so that every token weighs the same
+    whatever mini-batch it lands in (with length-grouped mini-batches a band of short answers
+    would otherwise weigh each of its tokens as many times more as its answers are shorter,
+    which is the per-sequence mean token-mean exists to remove).
     `ref_logp` may be None when beta == 0 (no reference model is run).
     `entropy` [N, T], if given, is reported as a metric.
     """
@@ -128,7 +134,7 @@ def grpo_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None, 
     if agg == "seq-mean-token-mean":
         loss = ((per_token * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0)).mean()
     elif agg == "token-mean":
-        loss = (per_token * mask).sum() / n_tok
+        loss = (per_token * mask).sum() / (n_tok if token_norm is None else jnp.mean(token_norm))
     elif agg == "seq-mean-token-sum-norm":
         loss = ((per_token * mask).sum(1) / float(max_len or logp.shape[1])).mean()
     else:

@@ -29,15 +29,18 @@ class TrainState:
     opt_state: Any
 
 
-def learning_rate_schedule(cfg: OptimConfig, total_steps: int = 1000) -> optax.Schedule:
-    """Linear warmup over `cfg.warmup_steps`, then constant or cosine decay until `total_steps`."""
+def learning_rate_schedule(cfg: OptimConfig, total_steps: int = 1000, updates_per_step: int = 1) -> optax.Schedule:
+    """Linear warmup over `cfg.warmup_steps`, then constant or cosine decay until `total_steps`,
+    counted in the stage's steps; the returned schedule takes the optimizer's update count, of
+    which a step makes `updates_per_step` (a GRPO step's mini-batches share their step's rate)."""
     warmup = optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1))
     decay_steps = max(total_steps - cfg.warmup_steps, 1)
     if cfg.schedule == "cosine":
         after = optax.cosine_decay_schedule(cfg.learning_rate, decay_steps, alpha=0.1)
     else:
         after = optax.constant_schedule(cfg.learning_rate)
-    return optax.join_schedules([warmup, after], [cfg.warmup_steps]) if cfg.warmup_steps else after
+    by_step = optax.join_schedules([warmup, after], [cfg.warmup_steps]) if cfg.warmup_steps else after
+    return by_step if updates_per_step == 1 else lambda count: by_step(count // updates_per_step)
 
 
 def _decay_mask(params):
@@ -48,9 +51,11 @@ def _decay_mask(params):
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make_optimizer(cfg: OptimConfig, total_steps: int = 1000) -> optax.GradientTransformation:
-    """AdamW (no decay on norms and biases) after global-norm clipping; `total_steps` ends the cosine."""
-    adamw = optax.adamw(learning_rate_schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+def make_optimizer(cfg: OptimConfig, total_steps: int = 1000,
+                   updates_per_step: int = 1) -> optax.GradientTransformation:
+    """AdamW (no decay on norms and biases) after global-norm clipping; `total_steps` (of
+    `updates_per_step` updates each) ends the cosine."""
+    adamw = optax.adamw(learning_rate_schedule(cfg, total_steps, updates_per_step), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                         weight_decay=cfg.weight_decay, mask=_decay_mask)
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw) if cfg.grad_clip else adamw
 
@@ -109,7 +114,8 @@ def batch_shardings(mesh: Mesh, batch: dict, batch_is_global: bool = False) -> d
 
 
 def apply_gradients(state: TrainState, tx: optax.GradientTransformation,
-                    loss_fn: Callable[[Any], tuple[jax.Array, dict]]) -> tuple[TrainState, dict]:
+                    loss_fn: Callable[[Any], tuple[jax.Array, dict]],
+                    active: jax.Array | None = None) -> tuple[TrainState, dict]:
     """The one update of every train step: gradients of `loss_fn(params) -> (loss, metrics)`,
     an optimizer step, and the metrics with the loss and the gradients' global norm added.
 
@@ -117,6 +123,10 @@ def apply_gradients(state: TrainState, tx: optax.GradientTransformation,
     not finite is skipped: parameters and optimizer state stay as they were, the step count
     still advances, and metrics["skipped"] is 1 (else 0). One NaN element would otherwise, once
     global-norm clipping divides by the NaN norm, make every parameter NaN.
+
+    `active` False (a mini-batch with nothing to learn from: every token masked) also keeps
+    parameters and optimizer state, without counting as skipped: its gradient is zero, but
+    AdamW would still move every weight by its momentum and decay.
     """
     def all_finite(tree):
         return functools.reduce(jnp.logical_and, [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
@@ -127,7 +137,8 @@ def apply_gradients(state: TrainState, tx: optax.GradientTransformation,
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)  # non-finite if any gradient element is
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(params) & all_finite(opt_state)
-    params, opt_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), (params, opt_state),
+    keep = ok if active is None else ok & active
+    params, opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), (params, opt_state),
                                      (state.params, state.opt_state))
     metrics = {**metrics, "loss": loss, "grad_norm": grad_norm, "skipped": (~ok).astype(jnp.int32)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
@@ -237,7 +248,8 @@ def grpo_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig, t
     """One policy update on a mini-batch of rollouts.
 
     batch: tokens, mask [B, P + N] (or packed rows: `rollout_logprobs`); completion_mask,
-    old_logp, ref_logp [B, N] (ref_logp is ignored when beta == 0); advantages [B]. pi_theta is
+    old_logp, ref_logp [B, N] (ref_logp is ignored when beta == 0); advantages [B]; optional
+    token_norm [B] (token-mean's divisor, `losses.grpo_loss`). pi_theta is
     log softmax(logits / temperature), the rollout's distribution; `max_len` is Dr. GRPO's
     constant normaliser (agg 'seq-mean-token-sum-norm').
     """
@@ -246,9 +258,11 @@ def grpo_train_step(state: TrainState, batch: dict, *, model_cfg: ModelConfig, t
         return losses.grpo_loss(logp, batch["old_logp"], batch.get("ref_logp") if cfg.beta else None,
                                 batch["advantages"], batch["completion_mask"], eps_low=cfg.eps_low,
                                 eps_high=cfg.eps_high, beta=cfg.beta, kl_estimator=cfg.kl_estimator, agg=cfg.agg,
-                                max_len=max_len, entropy=jax.lax.stop_gradient(entropy))
+                                max_len=max_len, token_norm=batch.get("token_norm"),
+                                entropy=jax.lax.stop_gradient(entropy))
 
-    return apply_gradients(state, tx, loss_fn)
+    # a mini-batch whose every completion token is masked (truncated or zero-variance rollouts)
+    return apply_gradients(state, tx, loss_fn, active=batch["completion_mask"].sum() > 0)
 
 
 def compile_step(step_fn: Callable, mesh: Mesh, state_sharding: TrainState, batch_sharding: dict,

@@ -45,12 +45,25 @@ def dirs(tmp_path):
     (["--grpo.minibatches", "0"], "r1jax grpo: grpo.minibatches must be positive, got 0"),
     (["--grpo.kl-estimator", "k4"], "r1jax grpo: grpo.kl_estimator must be one of k1, k2, k3, got 'k4'"),
     (["--trainer.steps", "-5"], "r1jax grpo: trainer.steps must be >= 0, got -5"),
+    (["--sample-every", "0"], "r1jax grpo: sample_every must be >= 1, got 0"),
+    (["--prompts-per-step", "0"], "r1jax grpo: prompts_per_step must be >= 1, got 0"),
+    (["--n-train", "0"], "r1jax grpo: n_train must be >= 1, got 0"),
+    (["--rollout.temperature", "0"], "r1jax grpo: rollout.temperature must be > 0 for RL (a group's samples must "
+                                     "differ and the update divides by it), got 0.0"),
     (["--prompts-per-step", "3", "--grpo.minibatches", "5"],
      "r1jax grpo: prompts_per_step * grpo.group_size = 48 rollouts do not split into grpo.minibatches=5 mini-batches"),
 ])
 def test_invalid_fields_are_one_line_before_any_work(flags, message, dirs, tmp_path, capsys):
     assert _error(["grpo", *dirs, *flags], capsys) == message
     assert not (tmp_path / "out").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("flag", [["--batch-size", "0"], ["--epochs", "-1"]])
+def test_sft_sizes_are_checked_before_any_work(flag, tmp_path, capsys):
+    message = _error(["sft", "--init-dir", str(tmp_path), "--data", str(tmp_path / "d.jsonl"), "--out-dir",
+                      str(tmp_path / "out"), *flag], capsys)
+    assert message.startswith("r1jax sft: SFTConfig: batch_size and seq_len must be >= 1 and epochs > 0, got ")
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_prefix_matching(capsys):

@@ -60,11 +60,37 @@ def test_a_folder_of_parquet_shards_as_hub_repositories_lay_them_out(tmp_path):
     assert glob == examples
 
 
+def test_a_folder_of_several_splits_is_refused_and_a_glob_picks_one(tmp_path):
+    """Reading a hub dataset's folder took its test shards into the training set, silently."""
+    (tmp_path / "data").mkdir()
+    for split in ("train", "test"):
+        (tmp_path / "data" / f"{split}-00000-of-00001.jsonl").write_text(json.dumps(LAYOUTS["numina"]) + "\n")
+    with pytest.raises(ValueError, match=r"holds several splits \((test: 1 file\(s\), train|train: 1 file\(s\), "
+                                         r"test): 1 file\(s\)\); point data.path at one, e\.g\. '.*train\*'"):
+        data_files(str(tmp_path))
+    assert [f.name for f in data_files(str(tmp_path / "**" / "train*"))] == ["train-00000-of-00001.jsonl"]
+    (tmp_path / "data" / "test-00000-of-00001.jsonl").unlink()  # one split, in shards or not: read whole
+    (tmp_path / "data" / "train-extra.jsonl").write_text(json.dumps(LAYOUTS["numina"]) + "\n")
+    assert len(data_files(str(tmp_path))) == 2
+
+
+def test_an_empty_verl_ground_truth_is_a_bad_record(tmp_path):
+    path = tmp_path / "v.jsonl"
+    path.write_text(json.dumps(LAYOUTS["verl"]) + "\n" + json.dumps({**LAYOUTS["verl"], "reward_model": {
+        "ground_truth": " "}}) + "\n")
+    with pytest.raises(ValueError, match=r"v\.jsonl:2: field 'reward_model\.ground_truth' is empty"):
+        load_examples(DataConfig(path=str(path)))
+
+
 def test_field_overrides(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text(json.dumps({"q": "What is 2 + 2?", "final": 4, "answer": "ignored"}) + "\n")
     examples, _ = load_examples(DataConfig(path=str(path), format="numina", prompt_field="q", answer_field="final"))
     assert (examples[0].prompt, examples[0].answer) == ("What is 2 + 2?", "4")
+    # docs/data.md's example names both fields and no format: no known layout, so they are read as text
+    assert load_examples(DataConfig(path=str(path), prompt_field="q", answer_field="final"))[0] == examples
+    with pytest.raises(ValueError, match=r"qa\.jsonl:1: no known layout has the fields"):  # one named: no guess
+        load_examples(DataConfig(path=str(path), prompt_field="q"))
 
 
 def test_unusable_records_are_reported_and_counted_never_dropped_silently(tmp_path):

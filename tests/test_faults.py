@@ -60,6 +60,29 @@ def test_one_nan_gradient_element_skips_the_update():
     assert int(metrics["skipped"]) == 0 and not np.array_equal(np.asarray(fine.params["w"]), before.params["w"])
 
 
+def test_a_grpo_mini_batch_with_every_token_masked_leaves_the_model_as_it_was(tiny_cfg):
+    """Truncated rollouts (truncation 'mask') all have the longest length, so length grouping
+    puts them together: a whole mini-batch can be masked. Its gradient is zero, but AdamW after
+    one real step would still move every weight by its momentum (about two thirds of a step)."""
+    from r1jax.config import GRPOConfig
+    tx = train.make_optimizer(OptimConfig(learning_rate=1e-2, schedule="constant"))
+    state = train.init_state(tiny_cfg, tx, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    B, P, N = 2, 4, 6
+    batch = {"tokens": rng.integers(1, tiny_cfg.vocab_size, (B, P + N)).astype(np.int32),
+             "mask": np.ones((B, P + N), bool), "completion_mask": np.ones((B, N), np.float32),
+             "old_logp": np.full((B, N), -3.0, np.float32), "ref_logp": np.zeros((B, N), np.float32),
+             "advantages": np.array([1.0, -1.0], np.float32)}
+    step = jax.jit(lambda s, b: train.grpo_train_step(s, b, model_cfg=tiny_cfg, tx=tx, cfg=GRPOConfig(beta=0.0)))
+    state, _ = step(state, batch)  # a real update: Adam has momentum now
+    before = jax.tree.map(np.asarray, state)
+    after, metrics = step(state, {**batch, "completion_mask": np.zeros((B, N), np.float32)})
+    assert int(metrics["skipped"]) == 0 and int(after.step) == int(before.step) + 1  # not a fault
+    for x, y in zip(jax.tree.leaves(before.params) + jax.tree.leaves(before.opt_state),
+                    jax.tree.leaves(after.params) + jax.tree.leaves(after.opt_state)):
+        np.testing.assert_array_equal(np.asarray(y), x)
+
+
 def test_a_non_finite_checkpoint_is_never_written(tmp_path, tiny_cfg):
     tx = train.make_optimizer(OptimConfig())
     mesh = sharding.make_mesh(MeshConfig(), devices=jax.devices()[:1])

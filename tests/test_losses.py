@@ -162,3 +162,41 @@ def test_constant_groups_are_the_dropped_ones_and_other_groups_follow_the_formul
         r = groups[~want].astype(np.float32).astype(np.float64)
         ref = (r - r.mean(1, keepdims=True)) / (r.std(1, keepdims=True) + 1e-6)
         np.testing.assert_allclose(adv[~want], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_token_mean_weighs_every_token_alike_in_any_mini_batch():
+    """DAPO's token-mean divides by the batch's token count. Split into length-grouped
+    mini-batches, each dividing by its own count, a band of 10-token answers weighed each token
+    10x a band of 100-token ones: the paper's per-sequence mean again. With the step's count
+    over the number of mini-batches as the divisor, every token weighs 1 / 55 in either."""
+    T = 100
+    masks = [jnp.arange(T)[None] < 10, jnp.arange(T)[None] < 100]  # one mini-batch each
+    zeros, adv = jnp.zeros((1, T)), jnp.ones(1)
+
+    def weight(mask, **kw):
+        g = jax.grad(lambda lp: losses.grpo_loss(lp, zeros, None, adv, mask.astype(jnp.float32), beta=0.0,
+                                                 agg="token-mean", **kw)[0])(zeros)
+        return -float(g[0, 0])
+
+    assert [weight(m) for m in masks] == pytest.approx([1 / 10, 1 / 100])  # each mini-batch's own count
+    assert [weight(m, token_norm=jnp.full(1, 110 / 2)) for m in masks] == pytest.approx([1 / 55, 1 / 55])
+    # one mini-batch holding both: the plain count, the same weight per token as the whole batch's
+    both = jnp.concatenate(masks).astype(jnp.float32)
+    g = jax.grad(lambda lp: losses.grpo_loss(lp, jnp.zeros((2, T)), None, jnp.ones(2), both, beta=0.0,
+                                             agg="token-mean")[0])(jnp.zeros((2, T)))
+    assert -float(g[0, 0]) == pytest.approx(1 / 110) and -float(g[1, 0]) == pytest.approx(1 / 110)
+
+
+def test_the_learning_rate_schedule_counts_the_stages_steps_not_its_updates():
+    """A GRPO step makes `minibatches` optimizer updates; the cosine over 50 steps must end at
+    step 50, not after 50 updates (12 steps at 4 mini-batches)."""
+    from r1jax.config import OptimConfig
+    from r1jax.train import learning_rate_schedule
+
+    cfg = OptimConfig(learning_rate=1.0, schedule="cosine")
+    by_update = learning_rate_schedule(cfg, 50, updates_per_step=4)
+    cosine = lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / 50))  # noqa: E731
+    for update in (0, 3, 4, 100, 199):
+        assert float(by_update(update)) == pytest.approx(cosine(update // 4), rel=1e-6)
+    warm = learning_rate_schedule(OptimConfig(learning_rate=1.0, warmup_steps=10, schedule="constant"), 50, 4)
+    assert float(warm(20)) == pytest.approx(0.5) and float(warm(40)) == pytest.approx(1.0)  # steps 5 and 10

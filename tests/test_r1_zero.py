@@ -181,6 +181,38 @@ def test_packed_mini_batches_of_a_step_share_one_bucketed_shape(base, tmp_path, 
         assert data.bucket(rows, 1) == rows and data.bucket(tokens, 128) == tokens
 
 
+def test_token_mean_mini_batches_share_the_steps_divisor_and_the_schedule_counts_steps(base, tmp_path,
+                                                                                     monkeypatch):
+    """Every mini-batch of a token-mean step divides by the step's completion tokens over the
+    number of mini-batches (losses.grpo_loss), not its own count; the learning rate follows the
+    GRPO step (four updates a step share one rate) and the log says the rate used."""
+    seen, compile_step = [], train.compile_step
+
+    def spy(*args, **kwargs):
+        run = compile_step(*args, **kwargs)
+
+        def recorded(state, batch):
+            if "token_norm" in batch:
+                seen.append((np.asarray(batch["token_norm"]), float(np.asarray(batch["completion_mask"]).sum())))
+            return run(state, batch)
+        return recorded
+
+    monkeypatch.setattr(train, "compile_step", spy)
+    cfg = override_paths(_rl(tmp_path, base), {"grpo.agg": "token-mean", "grpo.minibatches": 4, "trainer.steps": 2,
+                                               "optim.schedule": "cosine", "optim.learning_rate": 1e-3})
+    grpo_stage.grpo(cfg)
+    assert len(seen) == 8
+    for step in (seen[:4], seen[4:]):
+        norms = np.concatenate([n for n, _ in step])
+        assert np.all(norms == norms[0]) and norms[0] == pytest.approx(sum(t for _, t in step) / 4)
+    assert len({float(n[0]) for n, _ in seen}) == 2  # the steps' answers differ, so do their divisors
+    logged = [json.loads(x)["learning_rate"] for x in open(tmp_path / "metrics.jsonl")]
+    schedule = train.learning_rate_schedule(cfg.optim, 2)
+    assert logged == pytest.approx([float(schedule(0)), float(schedule(1))]) and logged[1] < logged[0]
+    with pytest.raises(ValueError, match="rollout.temperature must be > 0"):
+        override_paths(cfg, {"rollout.temperature": 0.0})
+
+
 def test_a_packed_rl_step_equals_the_padded_one(base, tmp_path):
     """One RL step (one update on all 16 rollouts, a reference model) with rollouts packed into
     rows against the same step with padded rows: the same loss, KL, ratios and entropy, and the

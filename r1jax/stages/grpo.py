@@ -48,6 +48,12 @@ class RLConfig:
     model: ModelOverrides = ModelOverrides()
 
     def __post_init__(self):
+        for name in ("prompts_per_step", "n_train", "sample_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rollout.temperature <= 0:  # the update's pi_theta is softmax(logits / temperature)
+            raise ValueError(f"rollout.temperature must be > 0 for RL (a group's samples must differ and the "
+                             f"update divides by it), got {self.rollout.temperature}")
         if (self.prompts_per_step * self.grpo.group_size) % self.grpo.minibatches:
             raise ValueError(f"prompts_per_step * grpo.group_size = {self.prompts_per_step * self.grpo.group_size} "
                              f"rollouts do not split into grpo.minibatches={self.grpo.minibatches} mini-batches")
@@ -97,7 +103,8 @@ def grpo(cfg: RLConfig) -> dict:
     model_cfg, tok = runtime.load_stage(base, cfg.model, out)
     g, ro = cfg.grpo, cfg.rollout
     reward_cfg = cfg.rewards()
-    tx = train.make_optimizer(cfg.optim, total_steps=cfg.trainer.steps)
+    tx = train.make_optimizer(cfg.optim, total_steps=cfg.trainer.steps, updates_per_step=g.minibatches)
+    lr_at = train.learning_rate_schedule(cfg.optim, cfg.trainer.steps)  # by GRPO step, for the log
     mesh = runtime.make_mesh(cfg.trainer.mesh)
     state_sh = train.state_shardings(mesh, model_cfg, tx)
     reward_models = {}
@@ -133,7 +140,8 @@ def grpo(cfg: RLConfig) -> dict:
                       for k in ("rows", "cols", "targets", "seq", "pos")} if g.pack else {}),
                   **{k: np.zeros((B // g.minibatches, N), np.float32)
                      for k in ("completion_mask", "old_logp", "ref_logp")},
-                  "advantages": np.zeros((B // g.minibatches,), np.float32)}
+                  **{k: np.zeros((B // g.minibatches,), np.float32)
+                     for k in ("advantages", *(("token_norm",) if g.agg == "token-mean" else ()))}}
     update = train.compile_step(lambda s, b: train.grpo_train_step(s, b, model_cfg=model_cfg, tx=tx, cfg=g,
                                                                    temperature=ro.temperature, max_len=N),
                                 mesh, state_sh, train.batch_shardings(mesh, mb_example, True), batch_is_global=True)
@@ -173,6 +181,8 @@ def grpo(cfg: RLConfig) -> dict:
         mask = np.concatenate([np.repeat(pmask[:, P - p_used:], G, 0), cmask[:, :n_used] > 0], 1)
         batch = {"tokens": tokens, "mask": mask, "completion_mask": cmask[:, :n_used],
                  "old_logp": np.asarray(roll.logprobs)[:, :n_used], "advantages": adv.astype(np.float32)}
+        if g.agg == "token-mean":  # one divisor for every mini-batch of the step (losses.grpo_loss)
+            batch["token_norm"] = np.full(B, max(cmask.sum(), 1.0) / g.minibatches, np.float32)
         t_reward = time.time() - t1
 
         # UPDATE: g.minibatches policy updates on this rollout batch
@@ -202,7 +212,8 @@ def grpo(cfg: RLConfig) -> dict:
                         v[mb][:, :n_mb] if v.ndim == 2 else v[mb] for k, v in batch.items()}
             if g.pack:
                 mb_batch = {**{k: v for k, v in mb_batch.items() if k not in ("tokens", "mask")}, **packed[j]}
-            scored = {k: v for k, v in mb_batch.items() if k not in ("old_logp", "ref_logp", "advantages")}
+            scored = {k: v for k, v in mb_batch.items() if k not in ("old_logp", "ref_logp", "advantages",
+                                                                     "token_norm")}
             # pi_old from the training forward, before any update of this step (see GRPOConfig.old_logp)
             if recompute_old_logp:
                 mb_batch["old_logp"] = sampling.to_host(logp_fn(state.params, scored))
@@ -233,7 +244,7 @@ def grpo(cfg: RLConfig) -> dict:
                  language_mixing_rate=float(np.mean([mixes_languages(t, ex.metadata.get("language", "en"))
                                                      for t, ex in zip(texts, group_examples)])),
                  response_length_mean=float(lengths.mean()), response_length_max=int(lengths.max()),
-                 truncation_rate=float(np.asarray(roll.truncated).mean()), learning_rate=cfg.optim.learning_rate,
+                 truncation_rate=float(np.asarray(roll.truncated).mean()), learning_rate=float(lr_at(step)),
                  tokens_per_s=int(lengths.sum()) / max(time.time() - t0, 1e-9), time_sample=t_sample,
                  time_reward=t_reward, time_update=t_update)
         for i in np.flatnonzero(reflective & (correct > 0))[:2 * lead]:  # candidate "aha" moments

@@ -72,6 +72,9 @@ class SFTConfig:
     def __post_init__(self):
         if self.template not in PROMPT_TEMPLATES:
             raise ValueError(f"SFTConfig.template must be one of {', '.join(PROMPT_TEMPLATES)}, got {self.template!r}")
+        if self.batch_size < 1 or self.seq_len < 1 or not self.epochs > 0:
+            raise ValueError(f"SFTConfig: batch_size and seq_len must be >= 1 and epochs > 0, got batch_size="
+                             f"{self.batch_size}, seq_len={self.seq_len}, epochs={self.epochs}")
 
 
 Encoded = tuple[list[int], list[tuple[int, int]]]  # a document's token ids, the [start, end) spans trained on

@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import glob
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -38,12 +39,32 @@ __all__ = ["data_files", "read_records", "detect_format", "to_example", "load_ex
 SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
+SPLITS = ("train", "test", "validation", "valid", "val", "dev", "eval")
+
+
+def _split_of(f: Path, root: Path) -> str | None:
+    """The split a hub-style file names ('data/train-00000-of-00002.parquet', 'test/x.jsonl')."""
+    words = {w for part in f.relative_to(root).with_suffix("").parts for w in re.split(r"[-_.]", part.lower())}
+    found = sorted(words & set(SPLITS))
+    return found[0] if len(found) == 1 else None
+
+
 def data_files(path: str) -> list[Path]:
     """The data files of `path`, sorted: the file itself, a glob's matches, or every data file
-    under a folder (shards in name order)."""
+    under a folder (shards in name order). A folder that holds several splits (a hub dataset's
+    train and test shards) is an error: reading them all would train on the test set."""
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())
+        splits: dict[str, int] = {}
+        for f in files:
+            split = _split_of(f, p)
+            if split:
+                splits[split] = splits.get(split, 0) + 1
+        if len(splits) > 1:
+            held = ", ".join(f"{s}: {n} file(s)" for s, n in splits.items())
+            raise ValueError(f"{path}: the folder holds several splits ({held}); point data.path at one, "
+                             f"e.g. '{p / '**' / 'train*'}'")
     elif any(c in path for c in "*?["):
         files = sorted(Path(f) for f in glob.glob(path, recursive=True) if Path(f).suffix in SUFFIXES)
     else:
@@ -138,6 +159,8 @@ def to_example(record: object, fmt: str, prompt_field: str, answer_field: str, n
         if not isinstance(truth, (str, int, float)) or isinstance(truth, bool):
             raise BadRecord("field 'reward_model.ground_truth' is missing or not a string or number")
         answer = str(truth)
+        if not answer.strip():  # every completion would score 0 against it
+            raise BadRecord("field 'reward_model.ground_truth' is empty")
     elif fmt == "gsm8k" and answer_field == "answer":
         try:
             answer = gsm8k_final_answer(_text(record, "answer"), what="field 'answer'")[1]
@@ -163,7 +186,14 @@ def load_examples(cfg: DataConfig) -> tuple[list[Example], list[str]]:
     examples, bad, fmt = [], [], None
     for where, record in read_records(cfg.path):
         if fmt is None:
-            fmt = detect_format(record) if cfg.format == "auto" else cfg.format
+            fmt = cfg.format
+            if fmt == "auto":
+                try:
+                    fmt = detect_format(record)
+                except ValueError as e:
+                    if not (cfg.prompt_field and cfg.answer_field):
+                        raise ValueError(f"{where}: {e}") from None
+                    fmt = "numina"  # no known layout, both fields named: read them as plain text
             prompt_field = cfg.prompt_field or _DEFAULT_FIELDS[fmt][0]
             answer_field = cfg.answer_field or _DEFAULT_FIELDS[fmt][1]
         file, _, row = where.rpartition(":")
