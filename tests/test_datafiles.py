@@ -74,6 +74,20 @@ def test_a_folder_of_several_splits_is_refused_and_a_glob_picks_one(tmp_path):
     assert len(data_files(str(tmp_path))) == 2
 
 
+def test_text_that_is_not_utf8_or_not_json_names_its_file_and_line_and_a_bom_is_read(tmp_path):
+    good = json.dumps(LAYOUTS["numina"]) + "\n"
+    (tmp_path / "latin1.jsonl").write_bytes((good + '{"problem": "caf\u00e9", "answer": "1"}\n').encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.jsonl:2: not UTF-8 text \(byte 0xe9 at column 17\)"):
+        load_examples(DataConfig(path=str(tmp_path / "latin1.jsonl")))
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + (good * 2).encode())
+    assert len(load_examples(DataConfig(path=str(tmp_path / "bom.jsonl")))[0]) == 2
+    (tmp_path / "comma.json").write_text("[\n" + good.strip() + ",\n]\n")
+    with pytest.raises(ValueError, match=r"comma\.json:3: invalid JSON \(Expecting value at column 1\)"):
+        load_examples(DataConfig(path=str(tmp_path / "comma.json")))
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf[" + good.strip().encode() + b"]")
+    assert len(load_examples(DataConfig(path=str(tmp_path / "bom.json")))[0]) == 1
+
+
 def test_an_empty_verl_ground_truth_is_a_bad_record(tmp_path):
     path = tmp_path / "v.jsonl"
     path.write_text(json.dumps(LAYOUTS["verl"]) + "\n" + json.dumps({**LAYOUTS["verl"], "reward_model": {

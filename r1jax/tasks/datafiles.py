@@ -80,18 +80,30 @@ def data_files(path: str) -> list[Path]:
 
 def read_records(path: str) -> Iterator[tuple[str, object]]:
     """("<file>:<row>", record) for every record of every file of `path` (rows count from 1;
-    a JSON file holds a list of records). A line that is not JSON raises ValueError naming it."""
+    a JSON file holds a list of records). Text is UTF-8 (a leading byte-order mark is allowed);
+    a line that is not UTF-8 or not JSON raises ValueError naming the file and line."""
     for f in data_files(path):
         if f.suffix == ".jsonl":
-            with f.open(encoding="utf-8") as lines:
-                for n, line in enumerate(lines, start=1):
+            with f.open("rb") as lines:  # decoded a line at a time, so that an error names its line
+                for n, raw in enumerate(lines, start=1):
+                    try:
+                        line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                    except UnicodeDecodeError as e:
+                        raise ValueError(f"{f}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column "
+                                         f"{e.start + 1}); convert the file to UTF-8") from None
                     if line.strip():
                         try:
                             yield f"{f}:{n}", json.loads(line)
                         except json.JSONDecodeError as e:
                             raise ValueError(f"{f}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
         elif f.suffix == ".json":
-            data = json.loads(f.read_text(encoding="utf-8"))
+            try:
+                data = json.loads(f.read_text(encoding="utf-8-sig"))
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{f}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                                 "convert the file to UTF-8") from None
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{f}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
             rows = data if isinstance(data, list) else data.get("data") if isinstance(data, dict) else None
             if not isinstance(rows, list):
                 raise ValueError(f"{f}: a JSON data file holds a list of records (or {{'data': [...]}})")
