@@ -140,8 +140,7 @@ def grpo(cfg: RLConfig) -> dict:
                       for k in ("rows", "cols", "targets", "seq", "pos")} if g.pack else {}),
                   **{k: np.zeros((B // g.minibatches, N), np.float32)
                      for k in ("completion_mask", "old_logp", "ref_logp")},
-                  **{k: np.zeros((B // g.minibatches,), np.float32)
-                     for k in ("advantages", *(("token_norm",) if g.agg == "token-mean" else ()))}}
+                  **{k: np.zeros((B // g.minibatches,), np.float32) for k in ("advantages", "token_norm")}}
     update = train.compile_step(lambda s, b: train.grpo_train_step(s, b, model_cfg=model_cfg, tx=tx, cfg=g,
                                                                    temperature=ro.temperature, max_len=N),
                                 mesh, state_sh, train.batch_shardings(mesh, mb_example, True), batch_is_global=True)
@@ -180,9 +179,9 @@ def grpo(cfg: RLConfig) -> dict:
         tokens = np.concatenate([np.repeat(prompts[:, P - p_used:], G, 0), roll.tokens[:, :n_used]], 1)
         mask = np.concatenate([np.repeat(pmask[:, P - p_used:], G, 0), cmask[:, :n_used] > 0], 1)
         batch = {"tokens": tokens, "mask": mask, "completion_mask": cmask[:, :n_used],
-                 "old_logp": np.asarray(roll.logprobs)[:, :n_used], "advantages": adv.astype(np.float32)}
-        if g.agg == "token-mean":  # one divisor for every mini-batch of the step (losses.grpo_loss)
-            batch["token_norm"] = np.full(B, max(cmask.sum(), 1.0) / g.minibatches, np.float32)
+                 "old_logp": np.asarray(roll.logprobs)[:, :n_used], "advantages": adv.astype(np.float32),
+                 # token-mean's one divisor for every mini-batch of the step (losses.grpo_loss)
+                 "token_norm": np.full(B, max(cmask.sum(), 1.0) / g.minibatches, np.float32)}
         t_reward = time.time() - t1
 
         # UPDATE: g.minibatches policy updates on this rollout batch
