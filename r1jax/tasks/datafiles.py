@@ -23,6 +23,7 @@ import glob
 import json
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -45,8 +46,8 @@ SPLITS = ("train", "test", "validation", "valid", "val", "dev", "eval")
 def _split_of(f: Path, root: Path) -> str | None:
     """The split a hub-style file names ('data/train-00000-of-00002.parquet', 'test/x.jsonl')."""
     words = {w for part in f.relative_to(root).with_suffix("").parts for w in re.split(r"[-_.]", part.lower())}
-    found = sorted(words & set(SPLITS))
-    return found[0] if len(found) == 1 else None
+    found = words & set(SPLITS)
+    return found.pop() if len(found) == 1 else None
 
 
 def data_files(path: str) -> list[Path]:
@@ -56,11 +57,7 @@ def data_files(path: str) -> list[Path]:
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file())
-        splits: dict[str, int] = {}
-        for f in files:
-            split = _split_of(f, p)
-            if split:
-                splits[split] = splits.get(split, 0) + 1
+        splits = Counter(s for s in (_split_of(f, p) for f in files) if s)
         if len(splits) > 1:
             held = ", ".join(f"{s}: {n} file(s)" for s, n in splits.items())
             raise ValueError(f"{path}: the folder holds several splits ({held}); point data.path at one, "
